@@ -1,0 +1,5 @@
+import sys
+
+from neumat.cli import main
+
+sys.exit(main())
