@@ -1,5 +1,6 @@
 """The console command as a user meets it: output files, closing lines, exit codes, no tracebacks."""
 
+import os
 import subprocess
 import sys
 
@@ -8,8 +9,8 @@ import numpy as np
 from renderer.image_io import read_image
 
 
-def neumat(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "neumat", *args], capture_output=True, text=True, cwd=cwd)
+def neumat(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "neumat", *args], capture_output=True, text=True, env=env)
 
 
 def test_render_test_writes_the_pattern(tmp_path):
@@ -38,3 +39,11 @@ def test_bad_input_is_one_clear_message(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_vulkan_driver_says_how_to_install_one(tmp_path):
+    env = dict(os.environ, VK_DRIVER_FILES="/nonexistent/icd.json", VK_ICD_FILENAMES="/nonexistent/icd.json")
+    result = neumat("render-test", "-o", str(tmp_path / "x.png"), env=env)
+    assert result.returncode == 2
+    assert "No Vulkan adapter found" in result.stderr and "bookworm-backports" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x.png").exists()
