@@ -1,0 +1,87 @@
+"""A neural material (DESIGN.md sec. 5): latent pyramid + learned shading frames + evaluator +
+importance sampler, with the optional encoder of the encoder phase.
+
+Directions are in the shading frame (DESIGN.md sec. 3). Methods taking (uv, lod) look the latent up
+in the pyramid, each call with its own stochastic level pick; the *_from_latent methods take a latent
+directly (from one shared lookup, or from the encoder while it is being trained). A `generator`
+passed for the level pick must live on the inputs' device.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from training import sampler as mixture
+from training.frames import ShadingFrames, identity_transform, transform
+from training.latents import LatentPyramid
+from training.networks import DEFAULT_EVALUATOR, Encoder, Evaluator
+
+
+@dataclass
+class NeuralMaterialConfig:
+    resolution: int  # finest latent level, a power of two
+    latent_channels: int = 8
+    evaluator: str = DEFAULT_EVALUATOR  # a key of networks.EVALUATOR_SIZES
+    use_frames: bool = True  # off: the evaluator sees wi, wo in the shading frame twice (ablation)
+    use_encoder: bool = False  # on: an Encoder from the K layer parameters is part of the model
+    encoder_inputs: int = 0  # K (StackLayout.width), required with use_encoder
+    latent_init_std: float = 0.1
+
+
+class NeuralMaterial(nn.Module):
+    def __init__(self, config: NeuralMaterialConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.latent_channels
+        self.latents = LatentPyramid(config.resolution, c, config.latent_init_std)
+        self.frames = ShadingFrames(c) if config.use_frames else None
+        self.evaluator = Evaluator(config.evaluator, c)
+        self.sampler = mixture.Sampler(c)
+        if config.use_encoder and config.encoder_inputs <= 0:
+            raise ValueError("use_encoder needs encoder_inputs = K, the per-texel parameter count")
+        self.encoder = Encoder(config.encoder_inputs, c) if config.use_encoder else None
+
+    def latent(self, uv: torch.Tensor, lod: torch.Tensor,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.latents.sample(uv, lod, generator)
+
+    def encode(self, layer_params: torch.Tensor) -> torch.Tensor:
+        """Latents [N, C] from per-texel layer parameters [N, K] (encoder phase only)."""
+        if self.encoder is None:
+            raise RuntimeError("this material was configured without an encoder")
+        return self.encoder(layer_params)
+
+    def eval_from_latent(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
+        """RGB f(wi, wo) * |cos theta_o| [N, 3]."""
+        if self.frames is None:
+            dirs = identity_transform(wi, wo)
+        else:
+            dirs = transform(self.frames(latent), wi, wo)
+        return self.evaluator(dirs, latent)
+
+    def pdf_from_latent(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
+        return mixture.pdf(self.sampler.decode(latent, wi), wi, wo)
+
+    def sample_from_latent(self, latent: torch.Tensor, wi: torch.Tensor,
+                           u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(wo [N, 3], weight = eval / pdf [N, 3], pdf [N]) from uniform u [N, 3]; weight is 0 where
+        pdf is 0."""
+        wo, p = mixture.sample(self.sampler.decode(latent, wi), wi, u)
+        f = self.eval_from_latent(latent, wi, wo)
+        weight = torch.where(p[..., None] > 0, f / p.clamp_min(1e-30)[..., None], torch.zeros_like(f))
+        return wo, weight, p
+
+    def evaluate(self, uv: torch.Tensor, lod: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """eval_from_latent at a pyramid lookup. (Not named `eval`: that is nn.Module's mode switch.)"""
+        return self.eval_from_latent(self.latent(uv, lod, generator), wi, wo)
+
+    def pdf(self, uv: torch.Tensor, lod: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.pdf_from_latent(self.latent(uv, lod, generator), wi, wo)
+
+    def sample(self, uv: torch.Tensor, lod: torch.Tensor, wi: torch.Tensor, u: torch.Tensor,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """sample_from_latent at one pyramid lookup, shared by the sampler and the evaluator."""
+        return self.sample_from_latent(self.latent(uv, lod, generator), wi, u)
