@@ -1,0 +1,245 @@
+"""Reference layered materials on the device, and the batched queries training runs on them.
+
+A `ReferenceMaterial` uploads one material's parameter pyramid (level 0 finest, [H, W, K] float32
+per level) and its StackLayout. On the device every kernel binds a `ReferenceMaterialSet`
+(shaders/materials/layered.slang): one texel buffer (float4s; each texel's K floats padded to a
+multiple of 4) and one level table shared by all materials of the set, one record per material
+(layer types and offsets, first level, level count, K), the sheen albedo table and the walk
+settings. A `MaterialSet` packs several materials for a path tracer; a `ReferenceMaterial` owns a
+set of one.
+
+`evaluate`, `sample`, `pdf`, `albedo` and `fetch_parameters` take numpy arrays of any length,
+split them into chunks of at most CHUNK queries so device memory stays bounded, and return numpy
+arrays. Query i uses the random stream RNG.create(seed, i), so the output does not depend on the
+chunking.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import slangpy as spy
+
+from renderer.kernels import compute_kernel
+from renderer.materials.layout import BOTTOM_TYPES, LAYER_TYPES, MAX_LAYERS, StackLayout
+
+QUERY_MODULE = "materials/reference_queries.slang"
+QUERY_STRIDE = 9  # u, v, lod, wi.xyz, wo.xyz (reference_queries.slang)
+CHUNK = 1 << 20   # queries per dispatch
+SHEEN_TABLE_SIZE = 32  # layered.slang SHEEN_TABLE_SIZE
+RECORD_UINTS = 1 + 2 * MAX_LAYERS + 3  # layered.slang MaterialRecord: LayerStack + 3 uints
+
+_BUFFER_USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.unordered_access
+_sheen_tables: dict[int, spy.Buffer] = {}
+
+
+@dataclass(frozen=True)
+class WalkSettings:
+    """The random walk's controls (layered.slang WalkSettings)."""
+
+    n_walks: int = 1         # walks averaged by one eval()
+    max_depth: int = 32      # scattering vertices per walk after entering the top
+    roulette_depth: int = 3  # Russian roulette once a walk is this many vertices past the entry
+
+    def __post_init__(self) -> None:
+        if self.n_walks < 1 or self.max_depth < 1 or self.roulette_depth < 0:
+            raise ValueError(f"invalid walk settings {self}")
+
+    def uniform(self) -> dict:
+        return {"nWalks": self.n_walks, "maxDepth": self.max_depth, "rouletteDepth": self.roulette_depth}
+
+
+def sheen_albedo_table(device: spy.Device) -> spy.Buffer:
+    """SheenLobe's directional albedo on layered.slang's sheenTableNode grid, built once per device."""
+    if id(device) not in _sheen_tables:
+        n = SHEEN_TABLE_SIZE * SHEEN_TABLE_SIZE
+        table = device.create_buffer(element_count=n, struct_size=4, usage=_BUFFER_USAGE, label="sheen_albedo")
+        compute_kernel(device, QUERY_MODULE, "tabulateSheenAlbedo").dispatch([n, 1, 1], vars={"results": table})
+        _sheen_tables[id(device)] = table
+    return _sheen_tables[id(device)]
+
+
+def _check_pyramid(layout: StackLayout, pyramid: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    if not pyramid:
+        raise ValueError("a parameter pyramid needs at least one level")
+    levels = []
+    for i, level in enumerate(pyramid):
+        level = np.ascontiguousarray(level, dtype=np.float32)
+        if level.ndim != 3 or level.shape[2] != layout.width or min(level.shape[:2]) < 1:
+            raise ValueError(f"pyramid level {i} has shape {level.shape}; expected [H, W, {layout.width}] "
+                             f"for layers {layout.layer_types}")
+        if i and (level.shape[0] > levels[-1].shape[0] or level.shape[1] > levels[-1].shape[1]):
+            raise ValueError(f"pyramid level {i} {level.shape[:2]} is larger than level {i - 1} "
+                             f"{levels[-1].shape[:2]}; level 0 must be the finest")
+        levels.append(level)
+    return tuple(levels)
+
+
+class ReferenceMaterial:
+    """One layered material's parameters on the device."""
+
+    def __init__(self, device: spy.Device, layout: StackLayout, pyramid: Sequence[np.ndarray],
+                 name: str = "material", walk: WalkSettings = WalkSettings()):
+        if layout.layer_types[0] not in BOTTOM_TYPES:
+            raise ValueError(f"the bottom layer must be one of {BOTTOM_TYPES} (opaque), got '{layout.layer_types[0]}'")
+        self.device = device
+        self.layout = layout
+        self.pyramid = _check_pyramid(layout, pyramid)
+        self.name = name
+        self.walk = walk
+        self.set = MaterialSet(device, [self], walk)
+
+    @classmethod
+    def from_file(cls, device: spy.Device, path: str | Path, resolution: int | None = None,
+                  walk: WalkSettings = WalkSettings()) -> "ReferenceMaterial":
+        """Loads a material graph, evaluates it at `resolution` (default: the file's) and uploads
+        its prefiltered pyramid."""
+        from renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
+
+        material = load_material(path)
+        params = evaluate_parameters(material, resolution or material.resolution)
+        return cls(device, material.layout, build_pyramid(material, params), name=material.name, walk=walk)
+
+    @property
+    def width(self) -> int:
+        """K: floats per texel."""
+        return self.layout.width
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """(height, width) of level 0."""
+        return self.pyramid[0].shape[:2]
+
+    def uniforms(self, walk: WalkSettings | None = None) -> dict:
+        """Values for a kernel that declares `uniform ReferenceMaterialSet materials;` and
+        `uniform uint materialIndex;` (as reference_queries.slang does)."""
+        return {"materials": self.set.uniform(walk), "materialIndex": 0}
+
+
+class MaterialSet:
+    """Several reference materials packed into one ReferenceMaterialSet binding."""
+
+    def __init__(self, device: spy.Device, materials: Sequence[ReferenceMaterial],
+                 walk: WalkSettings = WalkSettings()):
+        if not materials:
+            raise ValueError("a material set needs at least one material")
+        self.materials = tuple(materials)
+        self.walk = walk
+        texels, levels, records, offset = [], [], [], 0
+        for mat in self.materials:
+            record = np.zeros(RECORD_UINTS, np.uint32)
+            record[0] = len(mat.layout.layer_types)
+            for i, (name, off) in enumerate(zip(mat.layout.layer_types, mat.layout.offsets)):
+                record[1 + i] = LAYER_TYPES[name].type_id
+                record[1 + MAX_LAYERS + i] = off
+            record[1 + 2 * MAX_LAYERS:] = (len(levels), len(mat.pyramid), mat.width)
+            records.append(record)
+            stride = -(-mat.width // 4)  # float4s per texel: K padded to a multiple of 4
+            for level in mat.pyramid:
+                levels.append((level.shape[1], level.shape[0], offset, 0))
+                padded = np.zeros(level.shape[:2] + (4 * stride,), np.float32)
+                padded[..., :mat.width] = level
+                texels.append(padded.ravel())
+                offset += padded.size // 4
+        if offset >= 2**32:
+            raise ValueError(f"a material set holds at most 2^32 float4s, these materials need {offset}")
+        self.texels = device.create_buffer(data=np.concatenate(texels), struct_size=16,
+                                           usage=spy.BufferUsage.shader_resource, label="material_texels")
+        self.levels = device.create_buffer(data=np.asarray(levels, np.uint32), struct_size=16,
+                                           usage=spy.BufferUsage.shader_resource, label="material_levels")
+        self.records = device.create_buffer(data=np.stack(records), struct_size=4 * RECORD_UINTS,
+                                            usage=spy.BufferUsage.shader_resource, label="material_records")
+        self.sheen_table = sheen_albedo_table(device)
+
+    def index(self, material: ReferenceMaterial) -> int:
+        return self.materials.index(material)
+
+    def uniform(self, walk: WalkSettings | None = None) -> dict:
+        """The ReferenceMaterialSet struct value."""
+        return {"texels": self.texels, "levels": self.levels, "records": self.records,
+                "sheenAlbedo": self.sheen_table, "walk": (walk or self.walk).uniform()}
+
+
+def _queries(uv, wi, wo, lod) -> np.ndarray:
+    """The query records (reference_queries.slang): u, v, lod, wi, wo per row."""
+    uv = np.asarray(uv)
+    n = uv.shape[0] if uv.ndim == 2 else None
+    checked = [("uv", uv, 2), ("wi", wi, 3)] + ([("wo", wo, 3)] if wo is not None else [])
+    for name, a, width in checked:
+        a = np.asarray(a)
+        if a.ndim != 2 or a.shape[1] != width or (n is not None and a.shape[0] != n):
+            raise ValueError(f"{name} must have shape [{n if n is not None else 'N'}, {width}], got {a.shape}")
+    lod = np.asarray(lod)
+    if lod.ndim != 0 and lod.shape != (n,):
+        raise ValueError(f"lod must be a scalar or have shape [{n}], got {lod.shape}")
+    q = np.zeros((n, QUERY_STRIDE), np.float32)
+    q[:, 0:2], q[:, 2], q[:, 3:6] = uv, lod, wi
+    if wo is not None:
+        q[:, 6:9] = wo
+    return q
+
+
+def _run(material: ReferenceMaterial, entry: str, out_width: int, queries: np.ndarray, seed: int,
+         walk: WalkSettings) -> np.ndarray:
+    if not isinstance(material, ReferenceMaterial):
+        raise TypeError(f"expected a ReferenceMaterial, got {type(material).__name__}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must fit in 32 bits, got {seed}")
+    n = queries.shape[0]
+    out = np.empty((n, out_width), np.float32)
+    if n == 0:
+        return out
+    device = material.device
+    kernel = compute_kernel(device, QUERY_MODULE, entry)
+    chunk = min(n, CHUNK)
+    query_buf = device.create_buffer(element_count=chunk * QUERY_STRIDE, struct_size=4,
+                                     usage=spy.BufferUsage.shader_resource)
+    result_buf = device.create_buffer(element_count=chunk * out_width, struct_size=4, usage=_BUFFER_USAGE)
+    bindings = material.uniforms(walk)
+    for start in range(0, n, chunk):
+        count = min(chunk, n - start)
+        block = queries[start:start + count]
+        if count < chunk:  # the last, partial chunk: pad so the upload fills the buffer
+            block = np.concatenate([block, np.zeros((chunk - count, QUERY_STRIDE), np.float32)])
+        query_buf.copy_from_numpy(np.ascontiguousarray(block).ravel())
+        kernel.dispatch([count, 1, 1], vars={**bindings, "queries": query_buf, "results": result_buf,
+                                             "count": count, "seed": seed, "firstIndex": start})
+        out[start:start + count] = result_buf.to_numpy().view(np.float32)[:count * out_width].reshape(count, out_width)
+    return out
+
+
+def evaluate(material: ReferenceMaterial, uv, wi, wo, lod, n_walks: int | None = None, seed: int = 0
+             ) -> np.ndarray:
+    """eval(wi, wo) = f * |cos theta_o| at each query, averaged over n_walks random walks
+    (default: the material's WalkSettings). uv [N, 2], wi/wo [N, 3] in the shading frame,
+    lod scalar or [N]. Returns [N, 3] float32."""
+    walk = material.walk if n_walks is None else replace(material.walk, n_walks=n_walks)
+    return _run(material, "evaluateKernel", 3, _queries(uv, wi, wo, lod), seed, walk)
+
+
+def sample(material: ReferenceMaterial, uv, wi, lod, seed: int = 0
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One random walk per query: wo [N, 3], weight [N, 3] (the walk's throughput, an unbiased
+    estimate of eval / pdf) and the approximate pdf [N] (0 marks a failed sample)."""
+    out = _run(material, "sampleKernel", 7, _queries(uv, wi, None, lod), seed, material.walk)
+    return out[:, :3], out[:, 3:6], out[:, 6]
+
+
+def pdf(material: ReferenceMaterial, uv, wi, wo, lod, seed: int = 0) -> np.ndarray:
+    """The (approximate, deterministic) density of sample() at wo, [N]."""
+    return _run(material, "pdfKernel", 1, _queries(uv, wi, wo, lod), seed, material.walk)[:, 0]
+
+
+def albedo(material: ReferenceMaterial, uv, lod) -> np.ndarray:
+    """The material's cheap albedo estimate (layer reflectances blended top-down by presence), [N, 3]."""
+    uv = np.asarray(uv)
+    queries = _queries(uv, np.zeros((len(uv) if uv.ndim else 0, 3), np.float32), None, lod)
+    return _run(material, "albedoKernel", 3, queries, 0, material.walk)
+
+
+def fetch_parameters(material: ReferenceMaterial, uv, lod) -> np.ndarray:
+    """The filtered per-texel parameter vector at (uv, lod) as the BSDF sees it, [N, K]."""
+    uv = np.asarray(uv)
+    queries = _queries(uv, np.zeros((len(uv) if uv.ndim else 0, 3), np.float32), None, lod)
+    return _run(material, "fetchKernel", material.width, queries, 0, material.walk)
