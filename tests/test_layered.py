@@ -19,6 +19,10 @@ from renderer.materials import reference as ref
 from renderer.materials.layout import LAYER_TYPES, MAX_LAYERS, StackLayout
 from renderer.paths import ASSET_DIR, SHADER_DIR
 
+# SheenLobe's alpha clamp, read from the shader it is defined in.
+SHEEN_MIN_ALPHA = float(re.search(r"SHEEN_MIN_ALPHA = ([0-9.]+)",
+                                  (SHADER_DIR / "materials" / "lobes.slang").read_text()).group(1))
+
 WHITE = (1.0, 1.0, 1.0)
 
 
@@ -282,7 +286,7 @@ def test_sheen_albedo_table_integrates_the_lobe(device):
     probe = LobeProbe(device)
     n = ref.SHEEN_TABLE_SIZE
     for i, j in [(2, 0), (16, 5), (30, 15), (8, 31)]:
-        cos_theta, alpha = (i + 0.5) / n, 0.01 + 0.99 * j / (n - 1)
+        cos_theta, alpha = (i + 0.5) / n, SHEEN_MIN_ALPHA + (1 - SHEEN_MIN_ALPHA) * j / (n - 1)
         wi = np.array([[np.sqrt(1 - cos_theta ** 2), 0.0, cos_theta]])
         weights = probe.sample(sheen(WHITE, alpha), wi, 100000, seed=j)["weight"][0, :, 0]
         assert abs(table[j, i] - weights.mean()) < 4 * weights.std() / np.sqrt(len(weights)) + 2e-3, (i, j)
