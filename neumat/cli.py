@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_display_flags(p)
     _add_device_flag(p)
     p.set_defaults(func=cmd_material_preview)
+
+    from neumat.render_cmd import add_render_parser  # `neumat render`: its own module
+    add_render_parser(sub, _add_device_flag, _add_display_flags)
     return parser
 
 

@@ -135,12 +135,13 @@ def device_report(device: spy.Device) -> DeviceReport:
     )
 
 
-def _create(choice: str | None, hot_reload: bool) -> spy.Device:
+@lru_cache(maxsize=None)
+def _create(choice: str, hot_reload: bool) -> spy.Device:
     try:
         adapters = list(spy.Device.enumerate_adapters(spy.DeviceType.vulkan))
     except Exception as exc:  # the loader itself is missing or broken
         raise NeumatError(f"Cannot enumerate Vulkan adapters ({exc}). {INSTALL_HINT}") from exc
-    adapter = select_adapter(adapters, choice or os.environ.get(DEVICE_ENV))
+    adapter = select_adapter(adapters, choice)
     modules, pipelines = _cache_paths(adapter.name)
     modules.mkdir(parents=True, exist_ok=True)
     pipelines.mkdir(parents=True, exist_ok=True)
@@ -158,10 +159,10 @@ def _create(choice: str | None, hot_reload: bool) -> spy.Device:
         raise NeumatError(f"Cannot create a Vulkan device on '{adapter.name}': {exc}. {INSTALL_HINT}") from exc
 
 
-@lru_cache(maxsize=None)
 def create_device(choice: str | None = None, hot_reload: bool = False) -> spy.Device:
-    """The shared device for `choice` (see `select_adapter`); one per process and choice."""
-    return _create(choice, hot_reload)
+    """The shared device for `choice` (see `select_adapter`; default $NEUMAT_DEVICE, else auto):
+    one per process and normalised choice, so every caller shares its compiled kernels."""
+    return _create((choice or os.environ.get(DEVICE_ENV) or "auto").strip().lower(), hot_reload)
 
 
 def require_feature(device: spy.Device, feature: str, purpose: str) -> None:

@@ -1,0 +1,463 @@
+"""The device side of `neumat render`: acceleration structures, scene buffers, the ray-tracing
+pipeline of shaders/render/pathtracer.slang and progressive accumulation.
+
+`prepare_render(device, scene, mode)` loads everything a scene references (meshes, material
+graphs evaluated into parameter pyramids, the environment) and returns a `PathTracer`;
+`PathTracer.render(...)` accumulates samples over several dispatches and returns the image and
+the AOVs. Geometry: one BLAS per distinct mesh, one TLAS instance per object (InstanceID() is
+the object's index). Materials: every reference material of the scene in one MaterialSet
+(ReferenceMaterialSet on the device); each instance carries its material index.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import slangpy as spy
+
+from renderer.environment import EnvironmentMap, load_environment
+from renderer.errors import NeumatError
+from renderer.kernels import COMPILE_STATS
+from renderer.meshes import Mesh, load_mesh_file, procedural
+from renderer.scene import MaterialAssignment, Scene, resolve_materials
+
+SHADER = "render/pathtracer.slang"
+RAY_GEN, MISS_RADIANCE, MISS_SHADOW, CLOSEST_HIT = "rayGen", "missRadiance", "missShadow", "closestHit"
+HIT_GROUP = "surface"
+PAYLOAD_BYTES = 24
+NO_MATERIAL = 0xFFFFFFFF
+LIGHT_ENVIRONMENT, LIGHT_POINT, LIGHT_AREA = 0, 1, 2
+STRATEGIES = {"mis": 0, "bsdf": 1, "light": 2}
+AOVS = ("albedo", "normal", "material_id", "lod")
+# Paths per dispatch: short dispatches keep the progress bar moving and lavapipe responsive.
+PATHS_PER_DISPATCH_SOFTWARE = 1 << 17
+PATHS_PER_DISPATCH_GPU = 1 << 22
+# Share of next-event samples that go to the environment when the scene also has other lights.
+ENVIRONMENT_SHARE = 0.5
+
+_pipelines: dict[int, tuple] = {}
+_warm: set[int] = set()  # devices whose pipeline has run once
+_BUILD_USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.acceleration_structure_build_input
+
+
+def _pipeline(device: spy.Device):
+    """(program, pipeline, shader table) of the path tracer, compiled once per device."""
+    key = id(device)
+    if key not in _pipelines:
+        start = time.perf_counter()
+        try:
+            program = device.slang_session.load_program(SHADER, [RAY_GEN, MISS_RADIANCE, MISS_SHADOW, CLOSEST_HIT])
+            pipeline = device.create_ray_tracing_pipeline(
+                program=program, hit_groups=[spy.HitGroupDesc(hit_group_name=HIT_GROUP, closest_hit_entry_point=CLOSEST_HIT)],
+                max_recursion=1, max_ray_payload_size=PAYLOAD_BYTES, max_attribute_size=8, label="pathtracer")
+            table = device.create_shader_table(program=program, ray_gen_entry_points=[RAY_GEN],
+                                               miss_entry_points=[MISS_RADIANCE, MISS_SHADOW],
+                                               hit_group_names=[HIT_GROUP])
+        except Exception as exc:  # slangpy raises SlangCompileError and RuntimeError
+            raise NeumatError(f"Slang compilation of {SHADER} failed:\n{exc}") from exc
+        COMPILE_STATS.seconds += time.perf_counter() - start
+        COMPILE_STATS.programs += 1
+        _pipelines[key] = (program, pipeline, table)
+    return _pipelines[key]
+
+
+def _is_software(device: spy.Device) -> bool:
+    name = device.info.adapter_name.lower()
+    return "llvmpipe" in name or "lavapipe" in name
+
+
+def _luminance(rgb) -> float:
+    r, g, b = (float(x) for x in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@dataclass
+class RenderResult:
+    image: np.ndarray                 # [H, W, 3] linear radiance
+    aovs: dict[str, np.ndarray]       # albedo [H, W, 3], normal [H, W, 3], material_id [H, W], lod [H, W]
+    spp: int
+    seconds: float                    # rendering only (no compilation, no loading)
+    dropped_samples: int = 0          # samples with a non-finite value (left out of the mean)
+
+    @property
+    def ms_per_spp(self) -> float:
+        return 1000.0 * self.seconds / max(self.spp, 1)
+
+    @property
+    def samples_per_second(self) -> float:
+        h, w = self.image.shape[:2]
+        return self.spp * w * h / max(self.seconds, 1e-12)
+
+
+@dataclass
+class LoadStats:
+    meshes: float = 0.0
+    materials: float = 0.0
+    environment: float = 0.0
+    build: float = 0.0
+    triangles: int = 0
+
+
+def _blas(device: spy.Device, vertices: spy.Buffer, indices: spy.Buffer, vertex_offset: int, vertex_count: int,
+          index_offset: int, index_count: int) -> spy.AccelerationStructure:
+    tri = spy.AccelerationStructureBuildInputTriangles({
+        "vertex_buffers": [spy.BufferOffsetPair(vertices, vertex_offset * 48)],
+        "vertex_format": spy.Format.rgb32_float, "vertex_count": vertex_count, "vertex_stride": 48,
+        "index_buffer": spy.BufferOffsetPair(indices, index_offset * 4), "index_format": spy.IndexFormat.uint32,
+        "index_count": index_count, "flags": spy.AccelerationStructureGeometryFlags.opaque})
+    desc = spy.AccelerationStructureBuildDesc({"inputs": [tri],
+                                               "flags": spy.AccelerationStructureBuildFlags.prefer_fast_trace})
+    sizes = device.get_acceleration_structure_sizes(desc)
+    scratch = device.create_buffer(size=max(sizes.scratch_size, 16), usage=spy.BufferUsage.unordered_access)
+    blas = device.create_acceleration_structure(size=sizes.acceleration_structure_size)
+    enc = device.create_command_encoder()
+    enc.build_acceleration_structure(desc, blas, None, scratch)
+    device.submit_command_buffer(enc.finish())
+    device.wait()  # the scratch buffer goes out of scope here
+    return blas
+
+
+class PathTracer:
+    """A scene on the device, ready to render."""
+
+    def __init__(self, device: spy.Device, scene: Scene, meshes: list[Mesh], object_mesh: list[int],
+                 assignment: MaterialAssignment, material_set, environment: EnvironmentMap | None):
+        self.device = device
+        self.scene = scene
+        self.meshes = meshes
+        self.object_mesh = object_mesh
+        self.assignment = assignment
+        self.material_set = material_set
+        self.environment = environment
+        self.material_names = [m.name for m in material_set.materials]
+        self._build_geometry()
+        self._build_lights()
+        self._build_environment()
+
+    # --- geometry ---------------------------------------------------------------------------
+    def _build_geometry(self) -> None:
+        dev = self.device
+        vertex_offsets = np.cumsum([0] + [m.vertex_count for m in self.meshes])
+        index_offsets = np.cumsum([0] + [m.triangle_count * 3 for m in self.meshes])
+        self.vertices = dev.create_buffer(data=np.concatenate([m.vertex_data() for m in self.meshes]),
+                                          struct_size=48, usage=_BUILD_USAGE, label="scene_vertices")
+        self.indices = dev.create_buffer(data=np.concatenate([m.indices.ravel() for m in self.meshes]).astype(np.uint32),
+                                         struct_size=4, usage=_BUILD_USAGE, label="scene_indices")
+        self.blas = [_blas(dev, self.vertices, self.indices, int(vertex_offsets[i]), m.vertex_count,
+                           int(index_offsets[i]), m.triangle_count * 3) for i, m in enumerate(self.meshes)]
+        objects = self.scene.objects
+        records = np.zeros((len(objects), 36), np.float32)
+        refs = records.view(np.uint32)
+        instance_list = dev.create_acceleration_structure_instance_list(len(objects))
+        self.light_objects: list[int] = [i for i, o in enumerate(objects) if np.any(o.emission > 0.0)]
+        for i, obj in enumerate(objects):
+            m = obj.transform
+            lin = m[:3, :3]
+            normal = np.linalg.inv(lin).T
+            records[i, 0:12] = m[:3, :].ravel()
+            records[i, 12:24] = np.concatenate([normal, np.zeros((3, 1))], axis=1).ravel()
+            records[i, 24:27] = obj.emission
+            records[i, 27] = 0  # light index + 1: filled in by _build_lights
+            records[i, 28:30] = obj.uv_scale
+            records[i, 30] = 1.0 if np.linalg.det(lin) > 0 else -1.0
+            mesh = self.object_mesh[i]
+            material = self.assignment.object_material[i]
+            refs[i, 32] = index_offsets[mesh]
+            refs[i, 33] = vertex_offsets[mesh]
+            refs[i, 34] = NO_MATERIAL if material is None else material
+            refs[i, 35] = 0  # material kind: reference (neural materials will add 1)
+            instance_list.write(i, spy.AccelerationStructureInstanceDesc({
+                "transform": spy.float3x4(m[:3, :].astype(np.float32).ravel().tolist()),
+                "instance_id": i, "instance_mask": 0xFF, "instance_contribution_to_hit_group_index": 0,
+                "flags": spy.AccelerationStructureInstanceFlags.triangle_facing_cull_disable,
+                "acceleration_structure": self.blas[mesh].handle}))
+        self.instance_records = records
+        self.instances = dev.create_buffer(data=records, struct_size=144, usage=spy.BufferUsage.shader_resource,
+                                           label="scene_instances")
+        self._instance_list = instance_list
+        desc = spy.AccelerationStructureBuildDesc({"inputs": [instance_list.build_input_instances()],
+                                                   "flags": spy.AccelerationStructureBuildFlags.prefer_fast_trace})
+        sizes = dev.get_acceleration_structure_sizes(desc)
+        scratch = dev.create_buffer(size=max(sizes.scratch_size, 16), usage=spy.BufferUsage.unordered_access)
+        self.tlas = dev.create_acceleration_structure(size=sizes.acceleration_structure_size)
+        enc = dev.create_command_encoder()
+        enc.build_acceleration_structure(desc, self.tlas, None, scratch)
+        dev.submit_command_buffer(enc.finish())
+        dev.wait()
+
+    # --- lights -----------------------------------------------------------------------------
+    def _build_lights(self) -> None:
+        env = self.environment
+        self._env_distribution = env.distribution() if env is not None else None
+        entries = []  # (type, a, b, c, power)
+        if self._env_distribution is not None:
+            entries.append((LIGHT_ENVIRONMENT, np.zeros(4), np.zeros(4), (LIGHT_ENVIRONMENT, 0, 0, 0), None))
+        for light in self.scene.lights:
+            entries.append((LIGHT_POINT, np.append(light.position, 0.0), np.append(light.intensity, 0.0),
+                            (LIGHT_POINT, 0, 0, 0), 4.0 * math.pi * _luminance(light.intensity)))
+        tri_cdf: list[np.ndarray] = []
+        cdf_offset = 0
+        for i in self.light_objects:
+            obj = self.scene.objects[i]
+            mesh = self.meshes[self.object_mesh[i]]
+            p = mesh.positions.astype(np.float64) @ obj.transform[:3, :3].T + obj.transform[:3, 3]
+            tri = p[mesh.indices.astype(np.int64)]
+            areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+            total = float(areas.sum())
+            if not total > 0.0:
+                raise NeumatError(f"{self.scene.path.name}: {obj.key}.emission: the object has no area to emit from")
+            cdf = np.concatenate([[0.0], np.cumsum(areas)]) / total
+            cdf[-1] = 1.0
+            tri_cdf.append(cdf.astype(np.float32))
+            entries.append((LIGHT_AREA, np.array([0.0, 0.0, 0.0, total]), np.append(obj.emission, 0.0),
+                            (LIGHT_AREA, i, cdf_offset, len(areas)), math.pi * total * _luminance(obj.emission)))
+            cdf_offset += len(cdf)
+        n = len(entries)
+        probs = np.zeros(n)
+        if n:
+            has_env = self._env_distribution is not None
+            others = [k for k, e in enumerate(entries) if e[0] != LIGHT_ENVIRONMENT]
+            env_share = (ENVIRONMENT_SHARE if others else 1.0) if has_env else 0.0
+            if has_env:
+                probs[0] = env_share
+            powers = np.array([max(entries[k][4], 0.0) for k in others])
+            if others:
+                powers = powers if powers.sum() > 0 else np.ones(len(others))
+                probs[others] = (1.0 - env_share) * powers / powers.sum()
+        records = np.zeros((max(n, 1), 12), np.float32)
+        for k, (kind, a, b, c, _) in enumerate(entries):
+            records[k, 0:4] = a
+            records[k, 4:8] = b
+            records[k, 7] = probs[k]
+            records[k, 8:12].view(np.uint32)[:] = c
+        cdf = np.concatenate([[0.0], np.cumsum(probs)]) if n else np.zeros(2)
+        if n:
+            cdf[-1] = 1.0
+        self.light_probabilities = probs
+        self.environment_select_pdf = float(probs[0]) if self._env_distribution is not None else 0.0
+        dev = self.device
+        self.lights = dev.create_buffer(data=records, struct_size=48, usage=spy.BufferUsage.shader_resource, label="lights")
+        self.light_cdf = dev.create_buffer(data=cdf.astype(np.float32), struct_size=4,
+                                           usage=spy.BufferUsage.shader_resource, label="light_cdf")
+        tri = np.concatenate(tri_cdf) if tri_cdf else np.zeros(2, np.float32)
+        self.triangle_cdf = dev.create_buffer(data=tri, struct_size=4, usage=spy.BufferUsage.shader_resource,
+                                              label="triangle_cdf")
+        self.light_count = n
+        # Area-light indices in the instance records must match this order.
+        first_area = (1 if self._env_distribution is not None else 0) + len(self.scene.lights)
+        for k, i in enumerate(self.light_objects):
+            self.instance_records[i, 27] = first_area + k + 1
+        self.instances.copy_from_numpy(self.instance_records)
+
+    # --- environment ------------------------------------------------------------------------
+    def _build_environment(self) -> None:
+        dev = self.device
+        env = self.environment
+        usage = spy.BufferUsage.shader_resource
+        if env is None:
+            radiance = np.zeros((1, 1, 4), np.float32)
+            dist = None
+        else:
+            radiance = np.concatenate([env.radiance, np.ones(env.radiance.shape[:2] + (1,), np.float32)], axis=2)
+            dist = self._env_distribution
+        h, w = radiance.shape[:2]
+        if dist is None:
+            marginal = np.array([0.0, 1.0], np.float32)
+            conditional = np.linspace(0, 1, w + 1, dtype=np.float32)[None].repeat(h, 0)
+            density = np.zeros((h, w), np.float32)
+        else:
+            marginal, conditional, density = dist.marginal, dist.conditional, dist.density
+        self._env_buffers = [
+            dev.create_buffer(data=np.ascontiguousarray(radiance, np.float32), struct_size=16, usage=usage, label="env_radiance"),
+            dev.create_buffer(data=marginal, struct_size=4, usage=usage, label="env_marginal"),
+            dev.create_buffer(data=np.ascontiguousarray(conditional), struct_size=4, usage=usage, label="env_conditional"),
+            dev.create_buffer(data=np.ascontiguousarray(density), struct_size=4, usage=usage, label="env_density"),
+        ]
+        rot = env.rotation if env is not None else 0.0
+        self.environment_uniform = {
+            "radiance": self._env_buffers[0], "marginal": self._env_buffers[1],
+            "conditional": self._env_buffers[2], "density": self._env_buffers[3],
+            "width": w, "height": h, "cosRotation": math.cos(rot), "sinRotation": math.sin(rot),
+            "present": 1 if env is not None else 0}
+
+    # --- rendering --------------------------------------------------------------------------
+    def compile(self) -> float:
+        """Compiles the pipeline and runs one empty dispatch: software drivers compile shader code
+        on first use (lavapipe: tens of seconds without its disk cache), and that belongs to
+        compile time, not render time. Returns the seconds spent here (0 once done)."""
+        if id(self.device) in _warm:
+            return 0.0
+        start = time.perf_counter()
+        _pipeline(self.device)  # adds its own time to COMPILE_STATS
+        first_use = time.perf_counter()
+        self._dispatch(self._uniforms(1, 1, 0, 0, 0, 0, self._targets(1, 1)), 0, 0, 1, 1)
+        _warm.add(id(self.device))
+        COMPILE_STATS.seconds += time.perf_counter() - first_use
+        return time.perf_counter() - start
+
+    def _targets(self, width: int, height: int) -> dict:
+        dev = self.device
+        usage = spy.TextureUsage.unordered_access | spy.TextureUsage.shader_resource
+        targets = {name: dev.create_texture(format=spy.Format.rgba32_float, width=width, height=height, usage=usage,
+                                            label=f"accumulation_{name}")
+                   for name in ("accumulation", "aovAlbedo", "aovNormal", "aovMisc")}
+        enc = dev.create_command_encoder()
+        for tex in targets.values():
+            enc.clear_texture_float(tex, clear_value=spy.float4(0.0))
+        dev.submit_command_buffer(enc.finish())
+        dev.wait()
+        return targets
+
+    def _uniforms(self, width: int, height: int, seed: int, max_depth: int, rr_depth: int, strategy: int,
+                  targets: dict) -> dict:
+        cam = self.scene.camera
+        forward, right, up = cam.basis()
+        return {
+            "sceneBvh": self.tlas,
+            "geometry": {"instances": self.instances, "vertices": self.vertices, "indices": self.indices},
+            "materials": self.material_set.uniform(),
+            "environment": self.environment_uniform,
+            "lights": self.lights, "lightCdf": self.light_cdf, "triangleCdf": self.triangle_cdf,
+            "lightCount": self.light_count, "environmentSelectPdf": self.environment_select_pdf,
+            "cameraPosition": spy.float3(*cam.position.astype(np.float32)),
+            "cameraForward": spy.float3(*forward.astype(np.float32)),
+            "cameraRight": spy.float3(*right.astype(np.float32)),
+            "cameraUp": spy.float3(*up.astype(np.float32)),
+            "tanHalfFov": math.tan(math.radians(cam.fov) * 0.5),
+            "size": spy.uint2(width, height), "seed": seed, "maxDepth": max_depth, "rrDepth": rr_depth,
+            "strategy": strategy, **targets}
+
+    def _dispatch(self, fixed: dict, first: int, count: int, width: int, height: int) -> None:
+        _, pipeline, table = _pipeline(self.device)
+        dev = self.device
+        enc = dev.create_command_encoder()
+        with enc.begin_ray_tracing_pass() as rt:
+            cursor = spy.ShaderCursor(rt.bind_pipeline(pipeline, table))
+            for name, value in fixed.items():
+                cursor[name] = value
+            cursor["firstSample"] = first
+            cursor["sampleCount"] = count
+            rt.dispatch_rays(0, spy.uint3(width, height, 1))
+        dev.submit_command_buffer(enc.finish())
+        dev.wait()
+
+    def render(self, spp: int, seed: int = 0, max_depth: int | None = None, rr_depth: int | None = None,
+               width: int | None = None, height: int | None = None, strategy: str = "mis",
+               paths_per_dispatch: int | None = None,
+               progress: Callable[[int], None] | None = None) -> RenderResult:
+        """Accumulates `spp` samples per pixel; `progress(n)` is called after each dispatch with the
+        samples per pixel it added."""
+        cam = self.scene.camera
+        settings = self.scene.render
+        width = width or cam.width
+        height = height or cam.height
+        max_depth = settings.max_depth if max_depth is None else max_depth
+        rr_depth = settings.rr_depth if rr_depth is None else rr_depth
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy} (known: {', '.join(STRATEGIES)})")
+        if spp < 1 or width < 1 or height < 1:
+            raise ValueError(f"spp, width and height must be >= 1, got {spp}, {width}, {height}")
+        if not 0 <= seed < 2**32:
+            raise NeumatError(f"--seed must be in [0, 2^32), got {seed}")
+        self.compile()
+        targets = self._targets(width, height)
+        per_dispatch = paths_per_dispatch or (PATHS_PER_DISPATCH_SOFTWARE if _is_software(self.device)
+                                              else PATHS_PER_DISPATCH_GPU)
+        batch = int(max(1, min(spp, per_dispatch // (width * height))))
+        fixed = self._uniforms(width, height, seed, max_depth, rr_depth, STRATEGIES[strategy], targets)
+        start = time.perf_counter()
+        done = 0
+        while done < spp:
+            count = min(batch, spp - done)
+            self._dispatch(fixed, done, count, width, height)
+            done += count
+            if progress:
+                progress(count)
+        seconds = time.perf_counter() - start
+        acc = targets["accumulation"].to_numpy()
+        n = np.maximum(acc[..., 3:4], 1.0)
+        misc = targets["aovMisc"].to_numpy()
+        dropped = int(misc[..., 3].sum())
+        valid = np.maximum(acc[..., 3:4] - misc[..., 3:4], 1.0)
+        hits = misc[..., 2]
+        aovs = {
+            "albedo": targets["aovAlbedo"].to_numpy()[..., :3] / n,
+            "normal": targets["aovNormal"].to_numpy()[..., :3] / n,
+            "material_id": misc[..., 0].copy(),
+            "lod": np.where(hits > 0, misc[..., 1] / np.maximum(hits, 1.0), -1.0).astype(np.float32),
+        }
+        return RenderResult(np.ascontiguousarray(acc[..., :3] / valid), aovs, spp, seconds, dropped)
+
+
+def _mesh_key(spec) -> tuple:
+    if spec.shape is not None:
+        return ("shape", spec.shape, tuple(sorted((k, str(v)) for k, v in spec.params.items())))
+    return ("file", str(spec.file), spec.uv_projection)
+
+
+def load_meshes(scene: Scene) -> tuple[list[Mesh], list[int]]:
+    """Distinct meshes of a scene and the mesh index of each object."""
+    meshes: list[Mesh] = []
+    keys: dict[tuple, int] = {}
+    object_mesh = []
+    for obj in scene.objects:
+        key = _mesh_key(obj.mesh)
+        if key not in keys:
+            spec = obj.mesh
+            if spec.shape is not None:
+                mesh = procedural(spec.shape, spec.params)
+            else:
+                mesh = load_mesh_file(spec.file, spec.uv_projection, where=f"{scene.path.name}: {spec.key}")
+            keys[key] = len(meshes)
+            meshes.append(mesh)
+        object_mesh.append(keys[key])
+    return meshes, object_mesh
+
+
+def _placeholder_material(device: spy.Device):
+    """A 1x1 black diffuse material: a material set needs one even when no object has a surface."""
+    from renderer.materials.layout import StackLayout
+    from renderer.materials.reference import ReferenceMaterial
+
+    layout = StackLayout(("diffuse",))
+    v = np.zeros(layout.width, np.float32)
+    v[layout.slot(0, "weight")] = 1.0
+    v[layout.slot(0, "normal")] = (0.0, 0.0, 1.0)
+    return ReferenceMaterial(device, layout, [v[None, None, :]], name="placeholder")
+
+
+def prepare_render(device: spy.Device, scene: Scene, mode: str = "per-object",
+                   log: Callable[[str], None] | None = None) -> tuple[PathTracer, LoadStats]:
+    """Everything a scene needs on the device. Raises NeumatError for any problem with its files."""
+    from renderer.materials.reference import MaterialSet, ReferenceMaterial, WalkSettings
+
+    stats = LoadStats()
+    assignment = resolve_materials(scene, mode)
+    t0 = time.perf_counter()
+    meshes, object_mesh = load_meshes(scene)
+    stats.meshes = time.perf_counter() - t0
+    stats.triangles = sum(meshes[i].triangle_count for i in object_mesh)
+    t0 = time.perf_counter()
+    walk = WalkSettings(n_walks=scene.render.material_walks)
+    materials = []
+    for path in assignment.files:
+        if log:
+            log(f"evaluating material {path.name}")
+        key = next(o.material.key for o in scene.objects if o.material is not None and o.material.file == path)
+        try:
+            materials.append(ReferenceMaterial.from_file(device, path, scene.render.material_resolution, walk=walk))
+        except NeumatError as exc:
+            raise NeumatError(f"{scene.path.name}: {key}: {exc}") from None
+    if not materials:
+        materials.append(_placeholder_material(device))
+    material_set = MaterialSet(device, materials, walk)
+    stats.materials = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    environment = load_environment(device, scene.environment, where=f"{scene.path.name}: environment")
+    stats.environment = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tracer = PathTracer(device, scene, meshes, object_mesh, assignment, material_set, environment)
+    stats.build = time.perf_counter() - t0
+    return tracer, stats

@@ -1,0 +1,58 @@
+"""Small scene and material files for the render tests, written into a temporary folder."""
+
+from pathlib import Path
+
+import numpy as np
+
+
+def diffuse(folder: Path, name: str, albedo) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(f'[material]\nname = "{name}"\nresolution = 1\n\n[[layers]]\ntype = "diffuse"\n'
+                    f"albedo = {list(map(float, albedo))}\n")
+    return path
+
+
+def conductor(folder: Path, name: str, f0, edge_tint, alpha: float) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(f'[material]\nname = "{name}"\nresolution = 1\n\n[[layers]]\ntype = "conductor"\n'
+                    f"f0 = {list(map(float, f0))}\nedge_tint = {list(map(float, edge_tint))}\nalpha = {alpha}\n")
+    return path
+
+
+def coated(folder: Path, name: str, albedo, ior: float = 1.5, alpha: float = 0.15) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(f'[material]\nname = "{name}"\nresolution = 1\n\n[[layers]]\ntype = "diffuse"\n'
+                    f"albedo = {list(map(float, albedo))}\n\n[[layers]]\ntype = \"dielectric\"\n"
+                    f"ior = {ior}\nalpha = {alpha}\n")
+    return path
+
+
+def scene(folder: Path, body: str, name: str = "scene") -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(body)
+    return path
+
+
+def camera(position=(0.0, 1.0, 4.0), target=(0.0, 0.0, 0.0), fov=40.0, size=(32, 32), up=(0.0, 1.0, 0.0)) -> str:
+    return (f"[camera]\nposition = {list(position)}\ntarget = {list(target)}\nup = {list(up)}\nfov = {fov}\n"
+            f"resolution = {list(size)}\n")
+
+
+def sun_sky_map(width: int = 128, height: int = 64, sun_dir=(0.5, 0.6, 0.62), sun_radiance: float = 30.0,
+                sun_sharpness: float = 0.004, sky: float = 1.0) -> np.ndarray:
+    """An equirect map (environment.slang's mapping): blue sky, brown ground, a soft sun of
+    Gaussian falloff in 1 - cos(angle), and a small red marker at u = 0.25 (+x) on the horizon
+    that makes any flip or rotation of the mapping visible."""
+    v = (np.arange(height) + 0.5) / height
+    u = (np.arange(width) + 0.5) / width
+    uu, vv = np.meshgrid(u, v)
+    theta, phi = np.pi * vv, 2 * np.pi * uu
+    d = np.stack([np.sin(theta) * np.sin(phi), np.cos(theta), -np.sin(theta) * np.cos(phi)], -1)
+    up = d[..., 1:2]
+    env = np.where(up > 0, np.array([0.3, 0.45, 0.8]) * (0.5 + 0.5 * up) + 0.2, np.array([0.25, 0.2, 0.15])) * sky
+    s = np.asarray(sun_dir, np.float64)
+    s = s / np.linalg.norm(s)
+    env = env + sun_radiance * np.exp(-(1 - d @ s) / sun_sharpness)[..., None] * np.array([1.0, 0.9, 0.7])
+    marker = (np.abs(uu - 0.25) < 0.03) & (np.abs(vv - 0.5) < 0.08)
+    env = env + marker[..., None] * np.array([3.0, 0.0, 0.0])
+    return env.astype(np.float32)
