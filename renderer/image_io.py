@@ -1,16 +1,15 @@
 """Image files: EXR holds linear float32 RGB as rendered; PNG holds what a person should see.
 
-PNG pixels are exposure-scaled, tonemapped by a named operator, then sRGB-encoded. Writes go to a
-temporary file beside the target and are renamed into place, so a failed or interrupted write never
-leaves a half-written image under the requested name.
+PNG pixels are exposure-scaled, tonemapped by a named operator, then sRGB-encoded. Writes are
+atomic (renderer/atomic_files.py): never a half-written image under the requested name.
 """
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from renderer.atomic_files import atomic_output
 from renderer.errors import NeumatError
 
 IMAGE_EXTENSIONS = (".exr", ".png")
@@ -78,19 +77,13 @@ def write_image(path: str | Path, image: np.ndarray, exposure: float = 0.0, tone
 
     path = check_output_path(path)
     rgb = _rgb(image)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         if path.suffix.lower() == ".exr":
             header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
             with OpenEXR.File(header, {"RGB": rgb}) as f:
-                f.write(tmp)
+                f.write(str(tmp))
         else:
             Image.fromarray(to_display(rgb, exposure, tonemapper), "RGB").save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -1,5 +1,7 @@
 """EXR is lossless linear float; PNG is exposure + tonemap + sRGB; bad paths fail before writing."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -54,3 +56,12 @@ def test_unreadable_inputs(tmp_path):
     (tmp_path / "bad.exr").write_bytes(b"not an exr")
     with pytest.raises(NeumatError, match="cannot read"):
         read_image(tmp_path / "bad.exr")
+
+
+def test_written_images_get_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_image(tmp_path / "p.png", np.zeros((2, 2, 3), np.float32))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
