@@ -1,0 +1,331 @@
+"""Neural materials on the device, and the batched queries tests and tools run on them; the same
+shape as the reference materials' API (renderer/materials/reference.py), so callers treat both alike.
+
+`NeuralMaterial.from_asset(device, path)` loads and checks an asset (renderer/neural_asset.py),
+generates (or finds in the cache) its Slang module (renderer/neural_codegen.py) and uploads its
+latent pyramid. On the device every kernel binds a `NeuralMaterialSet`
+(shaders/neural/neural_material.slang): one latent buffer (a uint4 of 8 fp16 channels per texel),
+one level table and one record per material, and one weight buffer for the CoopVec path. A
+`NeuralMaterialSet` here packs several materials for one dispatch (a path tracer, the scalability
+benchmark) together with their generated set module; a `NeuralMaterial` owns a set of one.
+
+The MLP path is chosen once per material: `mlp="auto"` takes CoopVec (tensor cores) when the device
+reports cooperative vectors and the loop path (weights inlined as constants) otherwise, saying so
+once per device in the log; `mlp="coopvec"` on a device without the feature is a NeumatError.
+slangpy's `cpu` device runs the CoopVec path through Slang's software fallback (row-major matrices).
+
+`evaluate`, `sample`, `pdf` and `fetch_latents` take numpy arrays of any length, split them into
+chunks of at most CHUNK queries and return numpy arrays. Query i uses the random stream
+RNG.create(seed, i): its first number picks the latent level, the next three drive sample().
+"""
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import slangpy as spy
+
+from renderer import neural_codegen as codegen
+from renderer.device import REPORTED_FEATURES
+from renderer.errors import NeumatError
+from renderer.kernels import COMPILE_STATS, compute_kernel
+from renderer.neural_asset import NeuralAsset, load_asset
+
+log = logging.getLogger("neumat.neural")
+
+QUERY_STRIDE = 9  # u, v, lod, wi.xyz, wo.xyz (shaders/neural/neural_queries.slang)
+CHUNK = 1 << 20
+MLP_PATHS = ("auto", "coopvec", "loop")
+RECORD_UINTS = 4 + 2 * codegen.MAX_LAYERS  # NeuralRecord
+COOP_OFFSET_ALIGN = 64  # bytes: CoopVec matrix and bias offsets
+
+_BUFFER_USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.unordered_access
+_fallback_said: set[int] = set()
+_kernels_warm: set[tuple] = set()
+
+
+def is_cpu_device(device: spy.Device) -> bool:
+    return device.info.type == spy.DeviceType.cpu
+
+
+def choose_mlp_path(device: spy.Device, mlp: str = "auto", what: str = "neural materials") -> str:
+    """'coopvec' or 'loop' for `mlp` on `device`; NeumatError when 'coopvec' cannot run there."""
+    if mlp not in MLP_PATHS:
+        raise ValueError(f"mlp must be one of {MLP_PATHS}, got {mlp!r}")
+    has = device.has_feature(REPORTED_FEATURES["cooperative_vector"])
+    if mlp == "coopvec":
+        if not (has or is_cpu_device(device)):
+            raise NeumatError(f"{what}: the CoopVec MLP path needs the device feature 'cooperative_vector', which "
+                              f"'{device.info.adapter_name}' does not offer; use the loop path (mlp='loop' or 'auto')")
+        return "coopvec"
+    if mlp == "loop" or not has:
+        if mlp == "auto" and id(device) not in _fallback_said:
+            _fallback_said.add(id(device))
+            log.info("'%s' has no cooperative vectors: neural materials use the loop MLP path (weights inlined "
+                     "as constants)", device.info.adapter_name)
+        return "loop"
+    return "coopvec"
+
+
+def _defines(device: spy.Device, mlp: str) -> dict[str, str]:
+    coop = mlp == "coopvec"
+    optimal = coop and not is_cpu_device(device)
+    return {"NEURAL_COOPVEC": "1" if coop else "0", "NEURAL_COOPVEC_OPTIMAL": "1" if optimal else "0"}
+
+
+def _latent_texels(asset: NeuralAsset) -> list[np.ndarray]:
+    """Each level as [h * w, 4] uint32: a texel's 8 fp16 channels, channel 2k in the low half of k."""
+    out = []
+    for level in asset.latents_fp16:
+        h, w, c = level.shape
+        out.append(np.ascontiguousarray(level, dtype="<f2").reshape(h * w, c).view("<u4").reshape(h * w, c // 2))
+    return out
+
+
+def coop_weight_blob(device: spy.Device, assets: Sequence[NeuralAsset], layouts: Sequence[tuple], optimal: bool
+                     ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The CoopVec weight buffer of several materials and each one's (matrix, bias) byte offsets
+    [2, MAX_LAYERS]. Matrices are zero-padded fp16, row-major or (optimal) converted by the device to
+    its inferencing-optimal layout; biases fp16, zero-padded; every piece 64-byte aligned."""
+    blob = bytearray()
+    offsets = []
+
+    def put(data: bytes) -> int:
+        blob.extend(b"\0" * (-len(blob) % COOP_OFFSET_ALIGN))
+        at = len(blob)
+        blob.extend(data)
+        return at
+
+    for asset, layers in zip(assets, layouts):
+        table = np.zeros((2, codegen.MAX_LAYERS), np.uint32)
+        arrays = {name: asset.layer_arrays(name, "fp16") for name in asset.networks}
+        for k, layer in enumerate(layers):
+            w, b = arrays[layer.network][layer.index]
+            m = np.zeros((layer.padded_rows, layer.padded_cols), "<f2")
+            m[:layer.rows, :layer.cols] = w
+            if optimal:
+                src = device.create_coop_vec_matrix_desc(layer.padded_rows, layer.padded_cols,
+                                                         spy.CoopVecMatrixLayout.row_major, spy.DataType.float16)
+                dst = device.create_coop_vec_matrix_desc(layer.padded_rows, layer.padded_cols,
+                                                         spy.CoopVecMatrixLayout.inferencing_optimal,
+                                                         spy.DataType.float16)
+                converted = bytearray(dst.size)
+                device.convert_coop_vec_matrix(converted, dst, m.tobytes(), src)
+                table[0, k] = put(bytes(converted))
+            else:
+                table[0, k] = put(m.tobytes())
+            bias = np.zeros(layer.padded_rows, "<f2")
+            if b is not None:
+                bias[:layer.rows] = b
+            table[1, k] = put(bias.tobytes())
+        offsets.append(table)
+    blob.extend(b"\0" * (-len(blob) % 16 or (16 if not blob else 0)))
+    return np.frombuffer(bytes(blob), np.uint8).copy(), offsets
+
+
+class NeuralMaterialSet:
+    """Several neural materials packed into one NeuralMaterialSet binding, with the generated set
+    module whose `switch` dispatches material id k (= the position in `materials`) to its networks."""
+
+    def __init__(self, device: spy.Device, materials: Sequence["NeuralMaterial"], mlp: str | None = None):
+        if not materials:
+            raise ValueError("a neural material set needs at least one material")
+        self.device = device
+        self.materials = tuple(materials)
+        paths = {m.mlp for m in self.materials}
+        self.mlp = mlp or (paths.pop() if len(paths) == 1 else choose_mlp_path(device))
+        if self.mlp == "coopvec":
+            choose_mlp_path(device, "coopvec")
+        self.module = (self.materials[0].module if len(self.materials) == 1 and mlp is None
+                       else codegen.generate_set([m.module for m in self.materials]))
+        texels, levels, records, offset = [], [], [], 0
+        for mat in self.materials:
+            record = np.zeros(RECORD_UINTS, np.uint32)
+            record[0:2] = (len(levels), mat.asset.num_levels)
+            records.append(record)
+            for level, t in zip(mat.asset.latents_fp16, _latent_texels(mat.asset)):
+                levels.append((level.shape[1], level.shape[0], offset, 0))
+                texels.append(t)
+                offset += t.shape[0]
+        if offset >= 2**32:
+            raise ValueError(f"a neural material set holds at most 2^32 texels, these materials need {offset}")
+        if self.mlp == "coopvec":
+            blob, tables = coop_weight_blob(device, [m.asset for m in self.materials],
+                                            [m.module.coop_layers for m in self.materials],
+                                            optimal=not is_cpu_device(device))
+            for record, table in zip(records, tables):
+                record[4:4 + codegen.MAX_LAYERS] = table[0]
+                record[4 + codegen.MAX_LAYERS:] = table[1]
+        else:
+            blob = np.zeros(16, np.uint8)
+        usage = spy.BufferUsage.shader_resource
+        self.latents = device.create_buffer(data=np.concatenate(texels), struct_size=16, usage=usage,
+                                            label="neural_latents")
+        self.levels = device.create_buffer(data=np.asarray(levels, np.uint32), struct_size=16, usage=usage,
+                                           label="neural_levels")
+        self.records = device.create_buffer(data=np.stack(records), struct_size=4 * RECORD_UINTS, usage=usage,
+                                            label="neural_records")
+        self.weights = device.create_buffer(data=blob, usage=usage, label="neural_weights")
+        self._ids: spy.Buffer | None = None
+
+    def index(self, material: "NeuralMaterial") -> int:
+        return self.materials.index(material)
+
+    def uniform(self) -> dict:
+        """The NeuralMaterialSet struct value."""
+        return {"latents": self.latents, "levels": self.levels, "records": self.records, "weights": self.weights}
+
+    def defines(self) -> dict[str, str]:
+        return _defines(self.device, self.mlp)
+
+    def kernel(self, kind: str) -> spy.ComputeKernel:
+        """The compute kernel of a query kind ('evaluate', 'sample', 'pdf', 'latent', 'shade', or
+        'stage<k>' for the benchmark's breakdown)."""
+        key = (id(self.device), str(self.module.kernels_path), kind, self.mlp)
+        entry = (f"neuralStage{int(kind[5:])}Kernel" if kind.startswith("stage") else codegen.KERNEL_ENTRIES[kind])
+        kernel = compute_kernel(self.device, str(self.module.kernels_path), entry, self.defines())
+        if key not in _kernels_warm:
+            # Software drivers compile pipelines on first use: count that as compile time.
+            start = time.perf_counter()
+            buf = self.device.create_buffer(element_count=16, struct_size=4, usage=_BUFFER_USAGE)
+            kernel.dispatch([1, 1, 1], vars={**self.bindings(buf, buf), "count": 0, "seed": 0, "firstIndex": 0})
+            self.device.wait()
+            COMPILE_STATS.seconds += time.perf_counter() - start
+            _kernels_warm.add(key)
+        return kernel
+
+    def bindings(self, queries: spy.Buffer, results: spy.Buffer, material_index: int = 0,
+                 material_ids: spy.Buffer | None = None) -> dict:
+        if material_ids is None:
+            if self._ids is None:
+                self._ids = self.device.create_buffer(element_count=4, struct_size=4,
+                                                      usage=spy.BufferUsage.shader_resource)
+            ids, per_query = self._ids, 0
+        else:
+            ids, per_query = material_ids, 1
+        return {"materials": self.uniform(), "materialIndex": material_index, "perQueryMaterial": per_query,
+                "materialIds": ids, "queries": queries, "results": results}
+
+
+class NeuralMaterial:
+    """One neural asset on the device."""
+
+    def __init__(self, device: spy.Device, asset: NeuralAsset, mlp: str = "auto"):
+        self.device = device
+        self.asset = asset
+        self.name = asset.name
+        self.mlp = choose_mlp_path(device, mlp, what=asset.path.name)
+        self.module = codegen.generate_module(asset)
+        self.set = NeuralMaterialSet(device, [self])
+
+    @classmethod
+    def from_asset(cls, device: spy.Device, path: str | Path, mlp: str = "auto",
+                   expect_source_hash: str | None = None) -> "NeuralMaterial":
+        """Loads, checks and uploads a `.neumat` asset; NeumatError names the asset on any problem."""
+        return cls(device, load_asset(path, expect_source_hash=expect_source_hash), mlp=mlp)
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """(height, width) of latent level 0."""
+        return self.asset.latents_fp16[0].shape[:2]
+
+    @property
+    def num_levels(self) -> int:
+        return self.asset.num_levels
+
+    @property
+    def evaluator(self) -> str:
+        return self.asset.evaluator
+
+
+# --- batched queries ------------------------------------------------------------------------------
+
+def _queries(uv, wi, wo, lod) -> np.ndarray:
+    """The query records: u, v, lod, wi, wo per row."""
+    uv = np.asarray(uv, dtype=np.float32)
+    if uv.ndim != 2 or uv.shape[1] != 2:
+        raise ValueError(f"uv must have shape [N, 2], got {uv.shape}")
+    n = uv.shape[0]
+    for name, a in (("wi", wi), ("wo", wo)):
+        if a is None:
+            continue
+        a = np.asarray(a)
+        if a.shape != (n, 3):
+            raise ValueError(f"{name} must have shape [{n}, 3], got {a.shape}")
+    lod = np.asarray(lod, dtype=np.float32)
+    if lod.ndim != 0 and lod.shape != (n,):
+        raise ValueError(f"lod must be a scalar or have shape [{n}], got {lod.shape}")
+    q = np.zeros((n, QUERY_STRIDE), np.float32)
+    q[:, 0:2], q[:, 2] = uv, lod
+    if wi is not None:
+        q[:, 3:6] = wi
+    if wo is not None:
+        q[:, 6:9] = wo
+    return q
+
+
+def run_queries(target: "NeuralMaterial | NeuralMaterialSet", kind: str, out_width: int, queries: np.ndarray,
+                seed: int = 0, material_ids: np.ndarray | None = None) -> np.ndarray:
+    """Runs one query kernel over `queries` [N, 9]; `material_ids` [N] picks each query's material in
+    a set (default: material 0). Returns [N, out_width] float32."""
+    if isinstance(target, NeuralMaterial):
+        mset = target.set
+    elif isinstance(target, NeuralMaterialSet):
+        mset = target
+    else:
+        raise TypeError(f"expected a NeuralMaterial or NeuralMaterialSet, got {type(target).__name__}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must fit in 32 bits, got {seed}")
+    n = queries.shape[0]
+    out = np.empty((n, out_width), np.float32)
+    if n == 0:
+        return out
+    device = mset.device
+    kernel = mset.kernel(kind)
+    chunk = min(n, CHUNK)
+    query_buf = device.create_buffer(element_count=chunk * QUERY_STRIDE, struct_size=4,
+                                     usage=spy.BufferUsage.shader_resource)
+    result_buf = device.create_buffer(element_count=chunk * out_width, struct_size=4, usage=_BUFFER_USAGE)
+    ids_buf = None
+    if material_ids is not None:
+        ids = np.ascontiguousarray(material_ids, dtype=np.uint32)
+        if ids.shape != (n,) or (n and int(ids.max()) >= len(mset.materials)):
+            raise ValueError(f"material_ids must be [{n}] indices below {len(mset.materials)}")
+        ids_buf = device.create_buffer(data=ids, struct_size=4, usage=spy.BufferUsage.shader_resource)
+    bindings = mset.bindings(query_buf, result_buf, 0, ids_buf)
+    for start in range(0, n, chunk):
+        count = min(chunk, n - start)
+        block = queries[start:start + count]
+        if count < chunk:
+            block = np.concatenate([block, np.zeros((chunk - count, QUERY_STRIDE), np.float32)])
+        query_buf.copy_from_numpy(np.ascontiguousarray(block, dtype=np.float32).ravel())
+        kernel.dispatch([count, 1, 1], vars={**bindings, "count": count, "seed": seed, "firstIndex": start})
+        out[start:start + count] = result_buf.to_numpy().view(np.float32)[:count * out_width].reshape(count, out_width)
+    return out
+
+
+def evaluate(material: NeuralMaterial, uv, wi, wo, lod, n_walks: int | None = None, seed: int = 0) -> np.ndarray:
+    """eval(wi, wo) = f * |cos theta_o| at each query ([N, 3]; 0 unless wi.z > 0 and wo.z > 0).
+    uv [N, 2], wi/wo [N, 3] in the shading frame, lod scalar or [N]. `n_walks` is accepted for the
+    reference API's shape and ignored: a neural eval is deterministic once the level is picked."""
+    return run_queries(material, "evaluate", 3, _queries(uv, wi, wo, lod), seed)
+
+
+def sample(material: NeuralMaterial, uv, wi, lod, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One sample per query: wo [N, 3], weight = eval / pdf [N, 3], pdf [N] (0 marks a failed sample:
+    wi or the sampled wo at or below the surface)."""
+    out = run_queries(material, "sample", 7, _queries(uv, wi, None, lod), seed)
+    return out[:, :3], out[:, 3:6], out[:, 6]
+
+
+def pdf(material: NeuralMaterial, uv, wi, wo, lod, seed: int = 0) -> np.ndarray:
+    """The sampler mixture's density of wo [N] (solid angle, over the whole sphere)."""
+    return run_queries(material, "pdf", 1, _queries(uv, wi, wo, lod), seed)[:, 0]
+
+
+def fetch_latents(material: NeuralMaterial, uv, lod, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The latent each query's instance decodes [N, 8] and the level it picked [N] (int)."""
+    out = run_queries(material, "latent", 9, _queries(uv, None, None, lod), seed)
+    return out[:, :8], out[:, 8].astype(np.int64)

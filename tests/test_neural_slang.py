@@ -1,0 +1,371 @@
+"""Generated Slang neural materials (renderer/neural_codegen.py, shaders/neural/,
+renderer/materials/neural.py) against the torch model they were exported from (training/model.py).
+
+Two torch references:
+- the model with every weight and latent rounded to fp16 (what the runtime stores), evaluated in
+  fp32 like the loop path: agreement to float32 rounding (eval relative 1e-4, pdf relative 1e-3:
+  the GGX pdf amplifies rounding near its peak);
+- the fp32 master model of training/export.load_model: agreement within fp16 tolerance, i.e. what
+  rounding the weights and latents to fp16 (relative 2^-11) does to the outputs (eval: relative
+  1e-2 everywhere; pdf: relative 1e-3 for half the queries, 1e-2 for 90%, 0.5 at most: narrow GGX
+  lobes (alpha down to 0.003 in these random models) amplify the rounding of their decoded
+  parameters; the torch model itself moves that much between fp32 and fp16 weights).
+
+The level pick is stochastic; the parity tests use integer lods (no randomness) and a separate test
+checks the pick's frequency at fractional lods. sample() draws its three uniforms after the level
+pick's one from RNG.create(seed, i), reproduced here in numpy (PCG32, shaders/common/random.slang).
+"""
+
+import logging
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import slangpy as spy
+import torch
+
+from renderer import neural_codegen as codegen
+from renderer.errors import NeumatError
+from renderer.materials import neural as nm
+from renderer.materials.graph import load_material
+from renderer.neural_asset import load_asset
+from renderer.paths import REPO_ROOT, SHADER_DIR, cache_dir
+from training.export import load_model, save_asset
+from training.model import NeuralMaterial as TorchMaterial
+from training.model import NeuralMaterialConfig
+
+TINY_TOML = """
+[material]
+name = "tiny"
+resolution = 8
+
+[nodes.check]
+type = "checker"
+columns = 2
+rows = 2
+
+[nodes.albedo]
+type = "mix"
+a = [0.8, 0.2, 0.1]
+b = [0.1, 0.3, 0.7]
+factor = "check"
+
+[[layers]]
+type = "diffuse"
+albedo = "albedo"
+"""
+
+RESOLUTION = 8  # 4 levels: 8, 4, 2, 1
+N = 4096
+
+
+def random_model(seed: int, **config) -> TorchMaterial:
+    """Every parameter random and non-trivial (frames included: they start at zero otherwise)."""
+    torch.manual_seed(seed)
+    model = TorchMaterial(NeuralMaterialConfig(resolution=RESOLUTION, **config))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return model
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("neural")
+    (root / "tiny.toml").write_text(TINY_TOML)
+    material = load_material(root / "tiny.toml")
+    a = save_asset(root / "a.neumat", random_model(11), material, {}, {}, {})
+    b = save_asset(root / "b.neumat", random_model(12, evaluator="2x16", use_frames=False), material, {}, {}, {})
+    return {"a": a, "b": b, "material": material, "root": root}
+
+
+@pytest.fixture(scope="module")
+def mat_a(device, assets):
+    return nm.NeuralMaterial.from_asset(device, assets["a"], mlp="loop")
+
+
+@pytest.fixture(scope="module")
+def mat_b(device, assets):
+    return nm.NeuralMaterial.from_asset(device, assets["b"], mlp="loop")
+
+
+def fp16_model(path: Path) -> TorchMaterial:
+    """The fp32 master model with every parameter rounded to fp16: the runtime's values."""
+    model = load_model(path)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model
+
+
+def hemisphere(rng, n: int) -> np.ndarray:
+    v = rng.normal(size=(n, 3))
+    v[:, 2] = np.abs(v[:, 2]) + 1e-3
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def queries():
+    rng = np.random.default_rng(3)
+    return {"uv": rng.uniform(-1.5, 2.5, (N, 2)).astype(np.float32),  # wraps
+            "lod": rng.integers(0, 4, N).astype(np.float32),
+            "wi": hemisphere(rng, N), "wo": hemisphere(rng, N)}
+
+
+def torch_latents(model: TorchMaterial, q) -> torch.Tensor:
+    return model.latents.sample_level(torch.from_numpy(q["uv"]), torch.from_numpy(q["lod"]).long())
+
+
+def pcg_uniforms(seed: int, n: int, count: int) -> np.ndarray:
+    """[n, count] floats of RNG.create(seed, i).next() (shaders/common/random.slang)."""
+    state = np.zeros(n, np.uint32)
+    inc = (np.arange(n, dtype=np.uint32) << np.uint32(1)) | np.uint32(1)
+
+    def next_uint():
+        nonlocal state
+        old = state
+        state = (old * np.uint32(747796405) + inc).astype(np.uint32)
+        word = ((old >> ((old >> np.uint32(28)) + np.uint32(4))) ^ old) * np.uint32(277803737)
+        return (word >> np.uint32(22)) ^ word
+
+    with np.errstate(over="ignore"):
+        next_uint()
+        state = (state + np.uint32((seed * 0x9E3779B9 + 0x7F4A7C15) & 0xFFFFFFFF)).astype(np.uint32)
+        next_uint()
+        out = np.stack([(next_uint() >> np.uint32(8)).astype(np.float64) / 16777216.0 for _ in range(count)], axis=1)
+    return out.astype(np.float32)
+
+
+def rel(a, b, floor):
+    return np.abs(a - b) / (np.abs(b) + floor)
+
+
+# --- generated code -------------------------------------------------------------------------------
+
+def test_generated_modules_are_cached_unique_and_outside_the_tree(assets, tmp_path):
+    a, b = load_asset(assets["a"]), load_asset(assets["b"])
+    ma = codegen.generate_module(a, tmp_path)
+    text, mtime = ma.path.read_text(), ma.path.stat().st_mtime_ns
+    again = codegen.generate_module(a, tmp_path)
+    assert again.path == ma.path and again.path.stat().st_mtime_ns == mtime  # cached, not rewritten
+    mb = codegen.generate_module(b, tmp_path)
+    assert mb.name != ma.name and mb.networks_type != ma.networks_type
+    assert codegen.code_hash(a)[:16] in ma.name
+    # the weights are inlined as exact fp16 constants, and both MLP paths are in the file
+    w = a.layer_arrays("sampler", "fp16")[1][0]
+    assert codegen._literal(w[5, 7]) in text and "#if NEURAL_COOPVEC" in text and "coopLinear<" in text
+    # the default location is the cache, never the source tree
+    default = codegen.generate_module(a)
+    assert default.path.is_relative_to(cache_dir() / "neural") and not default.path.is_relative_to(REPO_ROOT)
+    s = codegen.generate_set([ma, mb], tmp_path)
+    assert s.name.startswith("neural_set_") and f"import {ma.name};" in s.path.read_text()
+
+
+# --- parity with torch ----------------------------------------------------------------------------
+
+def test_latents_and_level_pick(device, mat_a, assets, queries):
+    q = queries
+    lat, level = nm.fetch_latents(mat_a, q["uv"], q["lod"], seed=1)
+    assert np.array_equal(level, q["lod"].astype(np.int64))
+    with torch.no_grad():
+        expected = torch_latents(fp16_model(assets["a"]), q).numpy()
+    assert np.max(np.abs(lat - expected)) < 1e-5
+
+    # Fractional lods: the coarser level with probability frac(lod), clamped to the pyramid.
+    n = 20000
+    uv = np.random.default_rng(0).random((n, 2)).astype(np.float32)
+    for lod, lo, p_hi in ((1.3, 1, 0.3), (0.75, 0, 0.75), (2.5, 2, 0.5)):
+        _, level = nm.fetch_latents(mat_a, uv, np.full(n, lod, np.float32), seed=7)
+        assert set(np.unique(level)) <= {lo, lo + 1}
+        sigma = math.sqrt(p_hi * (1 - p_hi) / n)
+        assert abs(np.mean(level == lo + 1) - p_hi) < 5 * sigma
+    _, level = nm.fetch_latents(mat_a, uv[:100], np.full(100, 7.5, np.float32))
+    assert np.all(level == 3)
+    _, level = nm.fetch_latents(mat_a, uv[:100], np.full(100, -2.0, np.float32))
+    assert np.all(level == 0)
+
+
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_eval_and_pdf_match_torch(device, mat_a, mat_b, assets, queries, which):
+    material = {"a": mat_a, "b": mat_b}[which]
+    q = queries
+    f = nm.evaluate(material, q["uv"], q["wi"], q["wo"], q["lod"])
+    p = nm.pdf(material, q["uv"], q["wi"], q["wo"], q["lod"])
+    wi, wo = torch.from_numpy(q["wi"]), torch.from_numpy(q["wo"])
+    with torch.no_grad():
+        m16 = fp16_model(assets[which])
+        lat16 = torch_latents(m16, q)
+        f16 = m16.eval_from_latent(lat16, wi, wo).numpy()
+        p16 = m16.pdf_from_latent(lat16, wi, wo).numpy()
+        m32 = load_model(assets[which])
+        lat32 = torch_latents(m32, q)
+        f32 = m32.eval_from_latent(lat32, wi, wo).numpy()
+        p32 = m32.pdf_from_latent(lat32, wi, wo).numpy()
+    assert np.all(np.isfinite(f)) and np.all(np.isfinite(p)) and np.all(p > 0)
+    # same values as the runtime stores: float32 rounding only
+    assert rel(f, f16, 1e-6).max() < 1e-4
+    assert rel(p, p16, 1e-6).max() < 1e-3
+    # the fp32 master model: fp16 tolerance
+    assert rel(f, f32, 1e-4).max() < 1e-2
+    r = rel(p, p32, 1e-4)
+    assert np.quantile(r, 0.5) < 1e-3 and np.quantile(r, 0.9) < 1e-2 and r.max() < 0.5
+
+
+def test_sample_matches_torch(device, mat_a, assets, queries):
+    q = queries
+    seed = 5
+    wo, weight, pdf = nm.sample(mat_a, q["uv"], q["wi"], q["lod"], seed=seed)
+    u = pcg_uniforms(seed, N, 4)[:, 1:]  # the first number picked the level
+    wi = torch.from_numpy(q["wi"])
+    with torch.no_grad():
+        m16 = fp16_model(assets["a"])
+        lat = torch_latents(m16, q)
+        t_wo, t_weight, t_pdf = (x.numpy() for x in m16.sample_from_latent(lat, wi, torch.from_numpy(u)))
+        w_diffuse = m16.sampler.decode(lat, wi).weights[:, 0].numpy()
+    # Ambiguous queries: the lobe pick within rounding of the mixture weight, or a sample grazing the
+    # surface (the runtime rejects wo.z <= 0; training's sampler does not).
+    clear = (np.abs(u[:, 0] - w_diffuse) > 1e-5) & (np.abs(t_wo[:, 2]) > 1e-4)
+    assert clear.mean() > 0.99
+    below = clear & (t_wo[:, 2] < 0)
+    assert np.all(pdf[below] == 0) and np.all(weight[below] == 0)
+    ok = clear & (t_wo[:, 2] > 0)
+    assert ok.sum() > N // 2 and np.all(pdf[ok] > 0)
+    assert np.abs(wo[ok] - t_wo[ok]).max() < 1e-4
+    assert np.quantile(rel(pdf[ok], t_pdf[ok], 1e-6), 0.999) < 1e-3
+    assert np.quantile(rel(weight[ok], t_weight[ok], 1e-6), 0.999) < 1e-3
+    # a sample's pdf is the pdf at its direction, and its weight is eval / pdf
+    f = nm.evaluate(mat_a, q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
+    p = nm.pdf(mat_a, q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
+    assert np.quantile(rel(p, pdf[ok], 1e-6), 0.99) < 1e-3
+    assert np.quantile(rel(f / p[:, None], weight[ok], 1e-6), 0.99) < 1e-3
+
+
+def test_below_the_surface_is_black(device, mat_a, queries):
+    q = queries
+    n = 64
+    down = q["wo"][:n] * np.array([1, 1, -1], np.float32)
+    assert np.all(nm.evaluate(mat_a, q["uv"][:n], q["wi"][:n], down, 0.0) == 0)
+    assert np.all(nm.evaluate(mat_a, q["uv"][:n], down, q["wo"][:n], 0.0) == 0)
+    _, weight, pdf = nm.sample(mat_a, q["uv"][:n], down, 0.0)
+    assert np.all(pdf == 0) and np.all(weight == 0)
+
+
+def test_a_set_dispatches_each_material_by_id(device, mat_a, mat_b, queries):
+    """Two assets (2x32 with frames, 2x16 without) in one generated switch: per-query material ids
+    give each material's own results."""
+    q = queries
+    mset = nm.NeuralMaterialSet(device, [mat_a, mat_b], mlp="loop")
+    assert mset.module.is_set and len(mset.module.members) == 2
+    ids = np.random.default_rng(9).integers(0, 2, N).astype(np.uint32)
+    qs = nm._queries(q["uv"], q["wi"], q["wo"], q["lod"])
+    f = nm.run_queries(mset, "evaluate", 3, qs, 3, ids)
+    s = nm.run_queries(mset, "sample", 7, qs, 3, ids)
+    for k, m in enumerate((mat_a, mat_b)):
+        sel = ids == k
+        fk = nm.evaluate(m, q["uv"][sel], q["wi"][sel], q["wo"][sel], q["lod"][sel])
+        assert rel(f[sel], fk, 1e-6).max() < 1e-5
+    # sample uses RNG.create(seed, i): compare with the single material at the same query indices
+    single = [nm.run_queries(m, "sample", 7, qs, 3) for m in (mat_a, mat_b)]
+    expected = np.where((ids == 0)[:, None], single[0], single[1])
+    assert rel(s, expected, 1e-6).max() < 1e-4
+
+
+# --- the CoopVec path -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cpu_device():
+    if shutil.which("g++") is None:
+        pytest.skip("slangpy's cpu device needs g++")
+    return spy.Device(type=spy.DeviceType.cpu,
+                      compiler_options=spy.SlangCompilerOptions({"include_paths": [str(SHADER_DIR)]}))
+
+
+def test_coopvec_path_on_the_cpu_device(cpu_device, mat_a, assets, queries):
+    """The CoopVec MLP (fp16 inputs, matrices and results) through Slang's software fallback on
+    slangpy's cpu device (raw dispatch), against the loop path on lavapipe. The fallback also
+    accumulates in fp16, so the tolerance is fp16's: eval relative 2e-2, pdf relative 5e-2 for 95% of
+    queries (the sampler's narrow lobes amplify its decoded parameters' rounding)."""
+    coop = nm.NeuralMaterial.from_asset(cpu_device, assets["a"], mlp="coopvec")
+    assert coop.mlp == "coopvec" and coop.set.defines()["NEURAL_COOPVEC"] == "1"
+    n = 64
+    q = {k: v[:n] for k, v in queries.items()}
+    f = nm.evaluate(coop, q["uv"], q["wi"], q["wo"], q["lod"])
+    p = nm.pdf(coop, q["uv"], q["wi"], q["wo"], q["lod"])
+    wo, weight, pdf = nm.sample(coop, q["uv"], q["wi"], q["lod"], seed=2)
+    f_loop = nm.evaluate(mat_a, q["uv"], q["wi"], q["wo"], q["lod"])
+    p_loop = nm.pdf(mat_a, q["uv"], q["wi"], q["wo"], q["lod"])
+    wo_loop, _, pdf_loop = nm.sample(mat_a, q["uv"], q["wi"], q["lod"], seed=2)
+    assert rel(f, f_loop, 1e-4).max() < 2e-2
+    assert np.quantile(rel(p, p_loop, 1e-4), 0.95) < 5e-2
+    assert ((pdf > 0) == (pdf_loop > 0)).mean() > 0.9  # same samples accepted (wo above the surface)
+    both = (pdf > 0) & (pdf_loop > 0)
+    assert both.sum() > n // 2 and np.median(np.abs(wo[both] - wo_loop[both])) < 1e-2
+
+
+def test_generated_code_compiles_for_cuda_and_coopvec_spirv(assets, tmp_path):
+    """The kernel module of an asset and of a set, both MLP paths, through slangtorch's slangc:
+    CUDA (CoopVec becomes OptiX cooperative vectors there) and SPIR-V with CoopVec."""
+    slangtorch = pytest.importorskip("slangtorch")
+    slangc = Path(slangtorch.__file__).parent / "bin" / "slangc"
+    if not slangc.is_file():
+        pytest.skip(f"no slangc in {slangc.parent}")
+    ma = codegen.generate_module(load_asset(assets["a"]), tmp_path)
+    mb = codegen.generate_module(load_asset(assets["b"]), tmp_path)
+    s = codegen.generate_set([ma, mb], tmp_path)
+    jobs = [(m, "cuda", coop) for m in (ma, s) for coop in (0, 1)] + [(ma, "spirv", 1)]
+    for module, target, coop in jobs:
+        out = tmp_path / f"{module.name}_{coop}.{'cu' if target == 'cuda' else 'spv'}"
+        cmd = [str(slangc), str(module.kernels_path), "-I", str(SHADER_DIR), "-I", str(module.directory),
+               "-target", target, "-entry", codegen.KERNEL_ENTRIES["shade"], f"-DNEURAL_COOPVEC={coop}",
+               f"-DNEURAL_COOPVEC_OPTIMAL={coop}", "-o", str(out)] + (["-O0"] if target == "spirv" else [])
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
+        assert out.stat().st_size > 0
+        if target == "cuda" and coop:
+            assert "optixCoopVecMatMul" in out.read_text()
+
+
+@pytest.mark.gpu("cooperative_vector")
+def test_coopvec_path_on_the_device(device, mat_a, assets, queries):
+    """Tensor cores on a real GPU (inferencing-optimal matrices) against the loop path."""
+    coop = nm.NeuralMaterial.from_asset(device, assets["a"], mlp="coopvec")
+    q = queries
+    f = nm.evaluate(coop, q["uv"], q["wi"], q["wo"], q["lod"])
+    p = nm.pdf(coop, q["uv"], q["wi"], q["wo"], q["lod"])
+    f_loop = nm.evaluate(mat_a, q["uv"], q["wi"], q["wo"], q["lod"])
+    p_loop = nm.pdf(mat_a, q["uv"], q["wi"], q["wo"], q["lod"])
+    assert rel(f, f_loop, 1e-4).max() < 2e-2
+    assert np.quantile(rel(p, p_loop, 1e-4), 0.95) < 5e-2
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+def test_coopvec_without_the_feature_is_one_clear_error(device, assets, caplog):
+    if device.has_feature(spy.Feature.cooperative_vector):
+        pytest.skip("this device has cooperative vectors")
+    with pytest.raises(NeumatError, match="cooperative_vector") as e:
+        nm.NeuralMaterial.from_asset(device, assets["a"], mlp="coopvec")
+    assert "a.neumat" in str(e.value)
+    nm._fallback_said.discard(id(device))
+    with caplog.at_level(logging.INFO, logger="neumat.neural"):
+        first = nm.NeuralMaterial.from_asset(device, assets["a"])
+        nm.NeuralMaterial.from_asset(device, assets["b"])
+    assert first.mlp == "loop"
+    said = [r for r in caplog.records if "loop MLP path" in r.getMessage()]
+    assert len(said) == 1
+
+
+def test_unsupported_or_damaged_assets_name_the_asset(device, assets, tmp_path):
+    model = TorchMaterial(NeuralMaterialConfig(resolution=RESOLUTION, latent_channels=4))
+    path = save_asset(tmp_path / "four.neumat", model, assets["material"], {}, {}, {})
+    with pytest.raises(NeumatError, match=r"four\.neumat.*latent_channels"):
+        nm.NeuralMaterial.from_asset(device, path)
+    broken = tmp_path / "broken.neumat"
+    shutil.copytree(assets["a"], broken)
+    manifest = broken / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"format_version": 1', '"format_version": 99'))
+    with pytest.raises(NeumatError, match=r"broken\.neumat.*format_version"):
+        nm.NeuralMaterial.from_asset(device, broken)
