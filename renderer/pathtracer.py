@@ -6,7 +6,15 @@ graphs evaluated into parameter pyramids, the environment) and returns a `PathTr
 `PathTracer.render(...)` accumulates samples over several dispatches and returns the image and
 the AOVs. Geometry: one BLAS per distinct mesh, one TLAS instance per object (InstanceID() is
 the object's index). Materials: every reference material of the scene in one MaterialSet
-(ReferenceMaterialSet on the device); each instance carries its material index.
+(ReferenceMaterialSet on the device), every neural material in one NeuralMaterialSet; each instance
+carries its material index and kind (reference 0, neural 1).
+
+Neural materials: the scene's assets become one generated set module (renderer/neural_codegen.py,
+`neural_set_<hash>`, a switch over the members' networks). The ray-tracing program is compiled
+with NEURAL_MATERIALS=1, NEURAL_SET_MODULE / NEURAL_SET_NETWORKS naming that module and its type,
+the MLP path's defines, and the generated modules' folder on the include path: once per device
+and set (the set's name is stable for the same assets in the same order). A scene without neural
+materials compiles the path tracer exactly as before, with no neural code.
 """
 
 import math
@@ -37,18 +45,42 @@ PATHS_PER_DISPATCH_GPU = 1 << 22
 # Share of next-event samples that go to the environment when the scene also has other lights.
 ENVIRONMENT_SHARE = 0.5
 
-_pipelines: dict[int, tuple] = {}
-_warm: set[int] = set()  # devices whose pipeline has run once
+MATERIAL_KIND = {"reference": 0, "neural": 1}  # shaders/render/scene_geometry.slang MATERIAL_KIND_*
+
+_pipelines: dict[tuple, tuple] = {}
+_warm: set[tuple] = set()  # (device, variant) pipelines that have run once
 _BUILD_USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.acceleration_structure_build_input
 
 
-def _pipeline(device: spy.Device):
-    """(program, pipeline, shader table) of the path tracer, compiled once per device."""
-    key = id(device)
+def _neural_variant(neural_set) -> tuple:
+    """The compile-time identity of the path tracer for a NeuralMaterialSet (None: no neural code):
+    (set module name, sorted defines, generated folder)."""
+    if neural_set is None:
+        return ()
+    module = neural_set.module
+    defines = {"NEURAL_MATERIALS": "1", "NEURAL_SET_MODULE": module.name,
+               "NEURAL_SET_NETWORKS": module.networks_type, **neural_set.defines()}
+    return (module.name, tuple(sorted(defines.items())), str(module.directory))
+
+
+def _session(device: spy.Device, variant: tuple):
+    if not variant:
+        return device.slang_session
+    _, defines, directory = variant
+    includes = [str(p) for p in device.slang_session.desc.compiler_options.include_paths]
+    options = spy.SlangCompilerOptions({"include_paths": includes + [directory], "defines": dict(defines)})
+    return device.create_slang_session(compiler_options=options)
+
+
+def _pipeline(device: spy.Device, variant: tuple = ()):
+    """(program, pipeline, shader table) of the path tracer, compiled once per device and neural
+    variant (_neural_variant; () is the reference-only path tracer)."""
+    key = (id(device), variant)
     if key not in _pipelines:
         start = time.perf_counter()
         try:
-            program = device.slang_session.load_program(SHADER, [RAY_GEN, MISS_RADIANCE, MISS_SHADOW, CLOSEST_HIT])
+            session = _session(device, variant)
+            program = session.load_program(SHADER, [RAY_GEN, MISS_RADIANCE, MISS_SHADOW, CLOSEST_HIT])
             pipeline = device.create_ray_tracing_pipeline(
                 program=program, hit_groups=[spy.HitGroupDesc(hit_group_name=HIT_GROUP, closest_hit_entry_point=CLOSEST_HIT)],
                 max_recursion=1, max_ray_payload_size=PAYLOAD_BYTES, max_attribute_size=8, label="pathtracer")
@@ -56,7 +88,8 @@ def _pipeline(device: spy.Device):
                                                miss_entry_points=[MISS_RADIANCE, MISS_SHADOW],
                                                hit_group_names=[HIT_GROUP])
         except Exception as exc:  # slangpy raises SlangCompileError and RuntimeError
-            raise NeumatError(f"Slang compilation of {SHADER} failed:\n{exc}") from exc
+            what = f" with the neural set {variant[0]}" if variant else ""
+            raise NeumatError(f"Slang compilation of {SHADER}{what} failed:\n{exc}") from exc
         COMPILE_STATS.seconds += time.perf_counter() - start
         COMPILE_STATS.programs += 1
         _pipelines[key] = (program, pipeline, table)
@@ -123,15 +156,22 @@ class PathTracer:
     """A scene on the device, ready to render."""
 
     def __init__(self, device: spy.Device, scene: Scene, meshes: list[Mesh], object_mesh: list[int],
-                 assignment: MaterialAssignment, material_set, environment: EnvironmentMap | None):
+                 assignment: MaterialAssignment, material_set, environment: EnvironmentMap | None,
+                 neural_set=None):
         self.device = device
         self.scene = scene
         self.meshes = meshes
         self.object_mesh = object_mesh
         self.assignment = assignment
         self.material_set = material_set
+        self.neural_set = neural_set
         self.environment = environment
+        # The material-id AOV: reference materials first, then neural material k at len(reference) + k.
+        self.neural_id_base = len(material_set.materials)
         self.material_names = [m.name for m in material_set.materials]
+        if neural_set is not None:
+            self.material_names += [m.name for m in neural_set.materials]
+        self.variant = _neural_variant(neural_set)
         self._build_geometry()
         self._build_lights()
         self._build_environment()
@@ -167,7 +207,9 @@ class PathTracer:
             refs[i, 32] = index_offsets[mesh]
             refs[i, 33] = vertex_offsets[mesh]
             refs[i, 34] = NO_MATERIAL if material is None else material
-            refs[i, 35] = 0  # material kind: reference (neural materials will add 1)
+            kinds = self.assignment.object_kind
+            kind = kinds[i] if i < len(kinds) and kinds[i] is not None else "reference"
+            refs[i, 35] = MATERIAL_KIND[kind]
             instance_list.write(i, spy.AccelerationStructureInstanceDesc({
                 "transform": spy.float3x4(m[:3, :].astype(np.float32).ravel().tolist()),
                 "instance_id": i, "instance_mask": 0xFF, "instance_contribution_to_hit_group_index": 0,
@@ -287,13 +329,14 @@ class PathTracer:
         """Compiles the pipeline and runs one empty dispatch: software drivers compile shader code
         on first use (lavapipe: tens of seconds without its disk cache), and that belongs to
         compile time, not render time. Returns the seconds spent here (0 once done)."""
-        if id(self.device) in _warm:
+        key = (id(self.device), self.variant)
+        if key in _warm:
             return 0.0
         start = time.perf_counter()
-        _pipeline(self.device)  # adds its own time to COMPILE_STATS
+        _pipeline(self.device, self.variant)  # adds its own time to COMPILE_STATS
         first_use = time.perf_counter()
         self._dispatch(self._uniforms(1, 1, 0, 0, 0, 0, self._targets(1, 1)), 0, 0, 1, 1)
-        _warm.add(id(self.device))
+        _warm.add(key)
         COMPILE_STATS.seconds += time.perf_counter() - first_use
         return time.perf_counter() - start
 
@@ -314,7 +357,11 @@ class PathTracer:
                   targets: dict) -> dict:
         cam = self.scene.camera
         forward, right, up = cam.basis()
+        neural = {}
+        if self.neural_set is not None:
+            neural = {"neuralMaterials": self.neural_set.uniform(), "neuralIdBase": self.neural_id_base}
         return {
+            **neural,
             "sceneBvh": self.tlas,
             "geometry": {"instances": self.instances, "vertices": self.vertices, "indices": self.indices},
             "materials": self.material_set.uniform(),
@@ -330,7 +377,7 @@ class PathTracer:
             "strategy": strategy, **targets}
 
     def _dispatch(self, fixed: dict, first: int, count: int, width: int, height: int) -> None:
-        _, pipeline, table = _pipeline(self.device)
+        _, pipeline, table = _pipeline(self.device, self.variant)
         dev = self.device
         enc = dev.create_command_encoder()
         with enc.begin_ray_tracing_pass() as rt:
@@ -428,6 +475,29 @@ def _placeholder_material(device: spy.Device):
     return ReferenceMaterial(device, layout, [v[None, None, :]], name="placeholder")
 
 
+def _neural_set(device: spy.Device, scene: Scene, assignment: MaterialAssignment,
+                log: Callable[[str], None] | None = None):
+    """The NeuralMaterialSet of the scene's neural materials (None without any). It always has its
+    own generated set module (also for one material), so the path tracer constructs its networks
+    as NEURAL_SET_NETWORKS(id)."""
+    if not assignment.assets:
+        return None
+    from renderer.materials.neural import NeuralMaterial, NeuralMaterialSet
+
+    materials = []
+    for path, asset in zip(assignment.assets, assignment.neural_assets):
+        if log:
+            log(f"loading neural material {path.name}")
+        key = next((o.material.key for o, k, idx in zip(scene.objects, assignment.object_kind,
+                                                        assignment.object_material)
+                    if k == "neural" and idx == len(materials)), "objects")
+        try:
+            materials.append(NeuralMaterial(device, asset))
+        except NeumatError as exc:
+            raise NeumatError(f"{scene.path.name}: {key}: {exc}") from None
+    return NeuralMaterialSet(device, materials, mlp=materials[0].mlp)
+
+
 def prepare_render(device: spy.Device, scene: Scene, mode: str = "per-object",
                    log: Callable[[str], None] | None = None) -> tuple[PathTracer, LoadStats]:
     """Everything a scene needs on the device. Raises NeumatError for any problem with its files."""
@@ -453,11 +523,12 @@ def prepare_render(device: spy.Device, scene: Scene, mode: str = "per-object",
     if not materials:
         materials.append(_placeholder_material(device))
     material_set = MaterialSet(device, materials, walk)
+    neural_set = _neural_set(device, scene, assignment, log)
     stats.materials = time.perf_counter() - t0
     t0 = time.perf_counter()
     environment = load_environment(device, scene.environment, where=f"{scene.path.name}: environment")
     stats.environment = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tracer = PathTracer(device, scene, meshes, object_mesh, assignment, material_set, environment)
+    tracer = PathTracer(device, scene, meshes, object_mesh, assignment, material_set, environment, neural_set)
     stats.build = time.perf_counter() - t0
     return tracer, stats

@@ -462,41 +462,106 @@ def load_scene(path: str | Path) -> Scene:
     return scene
 
 
+NEURAL_ASSET_DIR = ASSET_DIR / "neural"  # where the bake pipeline puts pre-baked assets (<name>.neumat)
+REFERENCE, NEURAL = "reference", "neural"
+
+
 @dataclass
 class MaterialAssignment:
-    """Which materials a render binds: unique reference files in order, and one index per object
-    (None where the object has no surface material)."""
+    """Which materials a render binds: unique reference files in order, unique neural assets in
+    order, and per object its kind ("reference" | "neural", None without a surface) and its index
+    into `files` or `assets` by that kind (None where the object has no surface material)."""
 
     files: list[Path]
     object_material: list[int | None]
+    object_kind: list[str | None] = field(default_factory=list)
+    assets: list[Path] = field(default_factory=list)
+    neural_assets: list = field(default_factory=list)  # the loaded NeuralAsset of each `assets` entry
+
+    @property
+    def has_neural(self) -> bool:
+        return bool(self.assets)
+
+
+def _bake_hint(m: MaterialSpec, target: Path | None = None) -> str:
+    """How to bake the asset an object needs: `neumat bake FILE -o TARGET` (an OUT ending in .neumat
+    is the asset itself)."""
+    graph = str(m.file) if m.file is not None else "MATERIAL.toml"
+    if target is not None and target.suffix == ".neumat":
+        return f"`neumat bake {graph} -o {target}`"
+    return f"`neumat bake {graph}` (and point asset at the .neumat folder it writes)"
+
+
+def _neural_asset_for(ctx: _Ctx, obj: SceneObject, mode: str, cache: dict):
+    """The asset path of an object's neural material under `mode` and the loaded asset, checked
+    against the material graph's source hash when the graph is known."""
+    from renderer.materials.graph import load_material
+    from renderer.neural_asset import load_asset
+
+    m = obj.material
+    where = f"--mode {mode}: " if mode == NEURAL else ""
+    material = None
+    if m.file is not None:
+        try:
+            material = load_material(m.file)
+        except NeumatError as exc:
+            raise ctx.error(m.key, str(exc)) from None
+    if m.asset is not None:
+        path = m.asset
+    else:
+        path = (NEURAL_ASSET_DIR / f"{material.name}.neumat").resolve()
+    if not path.exists():
+        default = "" if m.asset is not None else " (the default location of pre-baked assets)"
+        raise ctx.error(m.key, f"{where}object '{obj.name}' has no baked neural "
+                               f"asset at {path}{default}; bake it with {_bake_hint(m, path)}, or render it "
+                               "with --mode reference")
+    expect = material.source_hash if material is not None else None
+    key = (path, expect)
+    if key not in cache:
+        try:
+            cache[key] = load_asset(path, expect_source_hash=expect)
+        except NeumatError as exc:
+            stale = "source_hash" in str(exc) and expect is not None
+            hint = (f"stale asset: rebake it with {_bake_hint(m, path)}" if stale
+                    else f"bake it again with {_bake_hint(m, path)}")
+            raise ctx.error(m.key, f"object '{obj.name}': {exc}; {hint}") from None
+    return path, cache[key]
 
 
 def resolve_materials(scene: Scene, mode: str) -> MaterialAssignment:
-    """Picks each object's material for `mode` (per-object, reference or neural)."""
+    """Picks each object's material for `mode`: per-object (each material's kind), reference (every
+    object's material graph) or neural (every object's baked asset: `asset`, else the pre-baked
+    NEURAL_ASSET_DIR/<material name>.neumat). Neural assets are loaded and checked here (missing,
+    unreadable, or baked from another version of the material graph: NeumatError naming the object)."""
     if mode not in MODES:
         raise NeumatError(f"unknown mode '{mode}' (known: {', '.join(MODES)})")
     ctx = _Ctx(scene.path)
-    needs_material = [o for o in scene.objects if o.material is not None]
-    if mode == "neural" and needs_material:
-        o = needs_material[0]
-        raise ctx.error(o.material.key, "--mode neural: neural materials are not available yet; render with "
-                                        "--mode reference (or per-object with kind = \"reference\")")
     files: list[Path] = []
+    assets: list[Path] = []
+    loaded: list = []
+    cache: dict = {}
     assignment: list[int | None] = []
+    kinds: list[str | None] = []
     for obj in scene.objects:
         m = obj.material
         if m is None:
             assignment.append(None)
+            kinds.append(None)
             continue
-        use_neural = m.kind == "neural" and mode == "per-object"
+        use_neural = mode == NEURAL or (mode == "per-object" and m.kind == NEURAL)
         if use_neural:
-            raise ctx.error(m.key, f"neural materials are not available yet ({m.asset}); render this object's "
-                                   "reference material with --mode reference"
-                                   + ("" if m.file else ", which needs file = the material graph"))
+            path, asset = _neural_asset_for(ctx, obj, mode, cache)
+            if path not in assets:
+                assets.append(path)
+                loaded.append(asset)
+            assignment.append(assets.index(path))
+            kinds.append(NEURAL)
+            continue
         if m.file is None:
             raise ctx.error(f"{m.key}.file", "missing: --mode reference needs the reference material graph "
                                              "(.toml) of this neural material")
         if m.file not in files:
             files.append(m.file)
         assignment.append(files.index(m.file))
-    return MaterialAssignment(files, assignment)
+        kinds.append(REFERENCE)
+    return MaterialAssignment(files, assignment, kinds, assets, loaded)

@@ -141,7 +141,7 @@ def _bad_scene(tmp_path, objects: str, cam: str | None = None, extra: str = "") 
     ("fov_large", "bad.toml: camera.fov: must be < 180"),
     ("fov_tiny", "bad.toml: camera.fov: vertical field of view must be in [0.5, 170]"),
     ("unknown_field", "bad.toml: objects[0].materail: unknown field for an object (did you mean 'material'?)"),
-    ("neural_object", "bad.toml: objects[0].material: neural materials are not available yet"),
+    ("neural_object", "bad.toml: objects[0].material: object 'object0' has no baked neural asset"),
     ("no_uvs", "bad.toml: objects[0].mesh: tri.obj has no texture coordinates"),
     ("bad_env", "bad.toml: environment.file: no such file"),
     ("negative_emission", "bad.toml: objects[0].emission[1]: must be >= 0"),
@@ -182,7 +182,7 @@ def test_bad_options(tmp_path, capsys):
     path = tmp_path / name
     before = set(tmp_path.iterdir())
     for args, message in [
-        ((path, "--mode", "neural", "-o", tmp_path / "o.png"), "--mode neural: neural materials are not available yet"),
+        ((path, "--mode", "neural", "-o", tmp_path / "o.png"), "--mode neural: object"),
         ((path, "--spp", 0, "-o", tmp_path / "o.png"), "--spp must be >= 1"),
         ((path, "-o", tmp_path / "o.tiff"), "unknown image extension"),
         ((path, "-o", tmp_path / "no" / "o.png"), "does not exist"),
@@ -206,7 +206,7 @@ def test_neural_mode_without_materials_is_fine(tmp_path):
 
 def test_material_kinds_per_mode(tmp_path):
     """A neural material entry renders its reference graph under --mode reference; per-object and
-    neural modes say that neural materials are not available yet."""
+    neural modes say that the asset has not been baked."""
     diffuse(tmp_path, "grey", (0.5, 0.5, 0.5))
     diffuse(tmp_path, "red", (0.8, 0.1, 0.1))
     path = scene(tmp_path, camera() + """
@@ -224,6 +224,6 @@ material = "grey.toml"
     a = resolve_materials(s, "reference")
     assert [f.name for f in a.files] == ["grey.toml", "red.toml"] and a.object_material == [0, 1, 0]
     for mode in ("per-object", "neural"):
-        with pytest.raises(NeumatError, match=r"scene.toml: objects\[0\].material: .*neural materials are not "
-                                              "available yet"):
+        with pytest.raises(NeumatError, match=r"scene.toml: objects\[0\].material: (--mode neural: )?object 'object0' has no baked "
+                                              "neural asset at .*baked.grey; bake it with"):
             resolve_materials(s, mode)

@@ -1,0 +1,163 @@
+"""Neural materials in the path tracer (shaders/render/pathtracer.slang with a generated neural set
+module): per-object and neural modes, the reference branch untouched by the neural one, the
+material-id AOV over both kinds, and the errors for missing and stale assets.
+
+Assets are untrained (random) tiny NeuralMaterials of tiny material graphs, saved to tmp_path by
+training.export.save_asset; the images are 24x16 at a few samples per pixel, so the cost is the
+one-time compilation of the neural variant of the pipeline."""
+
+import numpy as np
+import pytest
+import torch
+
+import renderer.scene as scene_module
+from renderer.errors import NeumatError
+from renderer.materials.graph import load_material
+from renderer.pathtracer import prepare_render
+from renderer.scene import load_scene, resolve_materials
+from scene_helpers import camera, diffuse, scene
+from training.export import save_asset
+from training.model import NeuralMaterial as TorchMaterial
+from training.model import NeuralMaterialConfig
+
+pytestmark = pytest.mark.gpu("ray_tracing", "acceleration_structure")
+
+SPP = 4
+
+
+def tiny_asset(path, material_file, seed):
+    """An untrained 2x16 neural material (8x8 latents, random weights) of `material_file`."""
+    torch.manual_seed(seed)
+    model = TorchMaterial(NeuralMaterialConfig(resolution=8, evaluator="2x16"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return save_asset(path, model, load_material(material_file), {}, {}, {})
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("render_neural")
+    diffuse(root, "red", (0.8, 0.1, 0.1))
+    diffuse(root, "grey", (0.5, 0.5, 0.5))
+    baked = root / "baked"
+    baked.mkdir()
+    tiny_asset(baked / "grey.neumat", root / "grey.toml", 1)
+    # Left: a reference-only object (red); right: a neural object (grey, with its graph).
+    path = scene(root, SCENE_BODY)
+    return {"root": root, "scene": path, "baked": baked}
+
+
+SCENE_BODY = camera(position=(0, 0, 6), fov=35, size=(24, 16)) + """
+[environment]
+type = "constant"
+color = 1
+[render]
+max_depth = 1
+[[objects]]
+name = "left"
+mesh = { shape = "sphere", radius = 0.8 }
+translate = [-1.3, 0, 0]
+material = "red.toml"
+[[objects]]
+name = "right"
+mesh = { shape = "sphere", radius = 0.8 }
+translate = [1.3, 0, 0]
+material = { kind = "neural", asset = "baked/grey.neumat", file = "grey.toml" }
+"""
+
+
+@pytest.fixture
+def baked_dir(setup, monkeypatch):
+    """Pre-baked assets (for objects with only a reference graph) come from setup's folder."""
+    monkeypatch.setattr(scene_module, "NEURAL_ASSET_DIR", setup["baked"])
+    return setup["baked"]
+
+
+def _interior(ids, value):
+    """Pixels of material id `value` whose 3x3 neighbourhood has that id too (no mixed pixels)."""
+    m = ids == value
+    out = m.copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            out &= np.roll(np.roll(m, dy, 0), dx, 1)
+    out[0], out[-1], out[:, 0], out[:, -1] = False, False, False, False
+    return out
+
+
+def test_per_object_and_reference_modes(device, setup):
+    s = load_scene(setup["scene"])
+    a = resolve_materials(s, "per-object")
+    assert a.object_kind == ["reference", "neural"] and a.object_material == [0, 0]
+    assert [f.name for f in a.files] == ["red.toml"] and [p.name for p in a.assets] == ["grey.neumat"]
+
+    tracer, _ = prepare_render(device, s, "per-object")
+    r1 = tracer.render(SPP, 7)
+    r2 = tracer.render(SPP, 7)
+    np.testing.assert_array_equal(r1.image, r2.image)  # deterministic
+    assert np.all(np.isfinite(r1.image)) and r1.dropped_samples == 0
+    assert tracer.material_names == ["red", "grey"]
+    ids = r1.aovs["material_id"]
+    assert set(np.unique(ids).astype(int).tolist()) == {-1, 0, 1}  # reference 0, neural 1
+    lod = r1.aovs["lod"]
+    assert np.all(np.isfinite(lod[ids >= 0]))
+
+    ref_tracer, _ = prepare_render(device, s, "reference")
+    ref = ref_tracer.render(SPP, 7)
+    ref_ids = ref.aovs["material_id"]
+    assert set(np.unique(ref_ids).astype(int).tolist()) == {-1, 0, 1}  # red 0, grey 1 (both reference)
+    left, right = _interior(ids, 0), _interior(ids, 1)
+    assert left.sum() > 10 and right.sum() > 10
+    # The reference object is shaded by the same code with the same random numbers in both modes
+    # (max_depth 1: no light reaches it by way of the neural object).
+    np.testing.assert_array_equal(r1.image[left], ref.image[left])
+    # The untrained neural material is not the grey diffuse graph.
+    assert np.abs(r1.image[right] - ref.image[right]).mean() > 1e-3
+
+
+def test_neural_mode_uses_prebaked_assets(device, setup, baked_dir):
+    """--mode neural: the neural object keeps its asset; the reference-only object finds the
+    pre-baked NEURAL_ASSET_DIR/<material name>.neumat. Here both are the grey asset, so the scene's
+    neural set is the same as in per-object mode (one pipeline variant to compile)."""
+    path = scene(setup["root"], SCENE_BODY.replace('"red.toml"', '"grey.toml"'), name="grey_scene")
+    s = load_scene(path)
+    a = resolve_materials(s, "neural")
+    assert a.object_kind == ["neural", "neural"] and a.files == [] and a.object_material == [0, 0]
+    assert [p.name for p in a.assets] == ["grey.neumat"]
+    tracer, _ = prepare_render(device, s, "neural")
+    r1 = tracer.render(SPP, 3)
+    r2 = tracer.render(SPP, 3)
+    np.testing.assert_array_equal(r1.image, r2.image)
+    assert np.all(np.isfinite(r1.image)) and r1.dropped_samples == 0
+    # A placeholder reference material at 0 (a material set needs one), the neural one after it.
+    assert tracer.material_names == ["placeholder", "grey"]
+    assert set(np.unique(r1.aovs["material_id"]).astype(int).tolist()) == {-1, 1}
+    ref = prepare_render(device, s, "reference")[0].render(SPP, 3)
+    left = _interior(ref.aovs["material_id"], 0) & (np.arange(24) < 12)[None, :]
+    assert left.sum() > 10
+    assert np.abs(r1.image[left] - ref.image[left]).mean() > 1e-3
+
+
+def test_missing_asset(setup, tmp_path, monkeypatch):
+    monkeypatch.setattr(scene_module, "NEURAL_ASSET_DIR", tmp_path / "nowhere")
+    s = load_scene(setup["scene"])
+    with pytest.raises(NeumatError, match=r"objects\[0\]\.material: --mode neural: .*object 'left'.*no baked neural asset "
+                                          r".*nowhere/red\.neumat.*neumat bake .*red\.toml"):
+        resolve_materials(s, "neural")
+    diffuse(tmp_path, "grey", (0.5, 0.5, 0.5))
+    path = scene(tmp_path, camera() + '[[objects]]\nname = "ball"\nmesh = "sphere"\n'
+                 'material = { kind = "neural", asset = "gone.neumat", file = "grey.toml" }\n')
+    with pytest.raises(NeumatError, match=r"objects\[0\]\.material: .*object 'ball'.*gone\.neumat.*neumat bake"):
+        resolve_materials(load_scene(path), "per-object")
+    assert resolve_materials(load_scene(path), "reference").object_kind == ["reference"]
+
+
+def test_stale_asset(setup, tmp_path):
+    """An asset baked from another version of its material graph is refused, naming the object."""
+    diffuse(tmp_path, "grey", (0.5, 0.5, 0.5))
+    asset = tiny_asset(tmp_path / "grey.neumat", tmp_path / "grey.toml", 3)
+    diffuse(tmp_path, "grey", (0.6, 0.5, 0.5))  # the graph changed after the bake
+    path = scene(tmp_path, camera() + '[[objects]]\nname = "ball"\nmesh = "sphere"\n'
+                 f'material = {{ kind = "neural", asset = "{asset.name}", file = "grey.toml" }}\n')
+    with pytest.raises(NeumatError, match=r"objects\[0\]\.material: object 'ball': .*source_hash.*stale.*rebake"):
+        resolve_materials(load_scene(path), "per-object")
