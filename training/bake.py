@@ -1,0 +1,434 @@
+"""The bake job behind `neumat bake`: a material graph in, a neural asset out.
+
+    validate the material -> parameters and pyramid -> reference on the Vulkan device ->
+    train (trainer.py: encoder phase, then latents fine-tuned) with periodic checkpoints ->
+    bake report (training/report.py: held-out error, flat-patch FLIP) -> asset (training/export.py)
+
+Output. The asset is `<OUT>` when OUT ends in `.neumat`, else `<OUT>/<material name>.neumat`; OUT
+defaults to the current directory, so `neumat bake brass.toml` writes `./brass.neumat/` (the
+bundled pre-baked assets live in assets/neural/, written by tools/bake_all.py). The asset is written
+under a temporary name and renamed into place (export.py), so no half-written asset ever carries its
+name; an earlier asset there is replaced only when the new one is complete. The bake report (images,
+report.json, report.md) goes into `<asset>/report/`, moved in by one rename after the asset.
+
+Checkpoints. `<asset>.checkpoint.pt` beside the asset (e.g. `./brass.neumat.checkpoint.pt`) holds
+the model, the optimiser, the step, the RNG states, the training config, the material's source
+hash and the bake settings. It is written atomically every `checkpoint_every` steps (or
+`checkpoint_seconds`), on Ctrl-C, and once training ends (so an interrupted report or export
+resumes without training again); it is deleted once the asset is written. `resume=True` continues
+from it, and refuses a checkpoint of another material (source hash) or other settings.
+
+Ctrl-C. The first one finishes the current step, writes the checkpoint and raises BakeInterrupted
+(the CLI prints how to resume and exits 130); a second one stops at once, keeping the last
+checkpoint written. Batches are a pure function of (seed, step) (data.py), so a resumed bake with
+`iterations` continues exactly as an uninterrupted one would.
+
+Time budget. With `time_budget` (minutes of training) instead of `iterations`, the iteration count
+is re-planned every `replan_every` steps from the measured speed (half encoder phase, half
+fine-tuning, as with iterations); the learning rate and mollification schedules follow the plan.
+Such a bake is not reproducible step for step: its length depends on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from renderer.errors import NeumatError
+from renderer.neural_asset import ASSET_SUFFIX, MANIFEST_NAME
+from training.networks import EVALUATOR_SIZES
+from training.trainer import TrainConfig, Trainer
+
+DEFAULT_RESOLUTION = 256  # latent level 0 (capped at the material's own resolution)
+DEFAULT_ITERATIONS = 3000  # in all: half encoder phase, half fine-tuning
+DEFAULT_BATCH = 16384
+ENCODER_SHARE = 0.5
+MIN_RESOLUTION = 4
+CHECKPOINT_SUFFIX = ".checkpoint.pt"
+CHECKPOINT_VERSION = 1
+REPORT_DIR = "report"
+# Settings a resumed bake must share with its checkpoint (iteration counts are compared separately:
+# a time-budget bake re-plans them).
+_MATCHING_FIELDS = ("evaluator", "resolution", "use_encoder", "use_frames", "batch_size", "target_queries",
+                    "lr_start", "lr_end", "mollify_degrees", "mollify_fraction", "sampler_fraction", "level_rate",
+                    "below_horizon", "peak_fraction", "lr_scale_latents", "lr_scale_frames",
+                    "lr_scale_first", "lr_scale_finetune_networks", "lr_restart", "seed")
+
+
+@dataclass
+class BakeSettings:
+    """What `neumat bake` lets a user choose (and the ablation varies)."""
+
+    evaluator: str = "2x32"
+    resolution: int | None = None  # default: min(material resolution, DEFAULT_RESOLUTION)
+    iterations: int | None = None  # default: DEFAULT_ITERATIONS unless time_budget is given
+    time_budget: float | None = None  # minutes of training
+    seed: int = 0
+    batch_size: int = DEFAULT_BATCH
+    use_encoder: bool = True
+    use_frames: bool = True
+    report: bool = True
+    heldout_queries: int = 1 << 16
+    checkpoint_every: int = 250  # steps
+    checkpoint_seconds: float = 120.0
+    replan_every: int = 50  # steps between time-budget re-plans
+    train_overrides: dict = field(default_factory=dict)  # other TrainConfig fields (experiments, tests)
+
+
+@dataclass
+class BakeResult:
+    asset: Path
+    report: dict | None
+    timings: dict
+    training: dict
+    steps: int
+
+
+class BakeInterrupted(Exception):
+    """Ctrl-C during a bake, after the checkpoint was written (or kept)."""
+
+    def __init__(self, checkpoint: Path | None, step: int, total: int, resume_hint: str) -> None:
+        self.checkpoint, self.step, self.total = checkpoint, step, total
+        where = f"checkpoint {checkpoint} (step {step} of {total})" if checkpoint else "no checkpoint was written"
+        super().__init__(f"interrupted; {where}. {resume_hint}")
+
+
+def torch_threads() -> int:
+    """Threads for torch on the CPU: one core is left to the reference evaluations, which run on
+    the Vulkan device (lavapipe: the CPU) in a background thread. More threads than free cores make
+    torch's OpenMP barriers spin against the other work: on a busy 2-core machine a 16k-sample step
+    took 0.2-1.8 s with 2 threads and 0.08 s with 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
+def default_resolution(material_resolution: int) -> int:
+    return min(material_resolution, DEFAULT_RESOLUTION)
+
+
+def asset_location(output: str | Path | None, name: str) -> Path:
+    """The asset directory for OUT (module doc)."""
+    out = Path(output) if output is not None else Path.cwd()
+    return out if out.suffix == ASSET_SUFFIX else out / f"{name}{ASSET_SUFFIX}"
+
+
+def checkpoint_location(asset: Path) -> Path:
+    return asset.with_name(asset.name + CHECKPOINT_SUFFIX)
+
+
+def _check_writable(asset: Path) -> None:
+    parent = asset.parent
+    if not parent.is_dir():
+        raise NeumatError(f"{asset}: the output folder '{parent}' does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise NeumatError(f"{asset}: the output folder '{parent}' is not writable")
+    if asset.exists() or asset.is_symlink():
+        if not asset.is_dir() or asset.is_symlink() or not ((asset / MANIFEST_NAME).is_file() or not any(asset.iterdir())):
+            raise NeumatError(f"{asset}: exists and is not a neural asset (no {MANIFEST_NAME}); "
+                              "choose another output with -o")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{asset.name}.probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise NeumatError(f"{asset}: cannot write into '{parent}' ({e.strerror})") from None
+
+
+def train_config(settings: BakeSettings, resolution: int) -> TrainConfig:
+    """The TrainConfig of a bake (NeumatError on bad settings)."""
+    if settings.evaluator not in EVALUATOR_SIZES:
+        raise NeumatError(f"unknown network size '{settings.evaluator}' (choose from {', '.join(EVALUATOR_SIZES)})")
+    if settings.iterations is not None and settings.time_budget is not None:
+        raise NeumatError("give either iterations or a time budget, not both")
+    if settings.iterations is not None and settings.iterations < 1:
+        raise NeumatError(f"iterations must be >= 1, got {settings.iterations}")
+    if settings.time_budget is not None and not (settings.time_budget > 0 and math.isfinite(settings.time_budget)):
+        raise NeumatError(f"the time budget must be a positive number of minutes, got {settings.time_budget}")
+    if settings.batch_size < 64:
+        raise NeumatError(f"the batch size must be >= 64, got {settings.batch_size}")
+    if not 0 <= settings.seed < 2**32:
+        raise NeumatError(f"the seed must be in [0, 2^32), got {settings.seed}")
+    if settings.time_budget is not None:
+        total = 100  # a first guess; re-planned from the measured speed
+    else:
+        total = settings.iterations if settings.iterations is not None else DEFAULT_ITERATIONS
+    enc = int(round(ENCODER_SHARE * total)) if settings.use_encoder else 0
+    if settings.use_encoder and total >= 2:
+        enc = min(max(enc, 1), total - 1)
+    try:
+        return TrainConfig(evaluator=settings.evaluator, resolution=resolution, use_encoder=settings.use_encoder,
+                           use_frames=settings.use_frames, encoder_iterations=enc, finetune_iterations=total - enc,
+                           batch_size=settings.batch_size, seed=settings.seed, **settings.train_overrides)
+    except (ValueError, TypeError) as e:
+        raise NeumatError(str(e)) from None
+
+
+def _resolution(settings: BakeSettings, material) -> int:
+    res = settings.resolution if settings.resolution is not None else default_resolution(material.resolution)
+    if not isinstance(res, int) or res < MIN_RESOLUTION or res & (res - 1) or res > 8192:
+        raise NeumatError(f"--resolution must be a power of two in [{MIN_RESOLUTION}, 8192], got {res}")
+    return res
+
+
+def _save_checkpoint(path: Path, trainer: Trainer, meta: dict) -> None:
+    """Atomically: a temporary file beside `path`, then a rename."""
+    state = {"checkpoint_version": CHECKPOINT_VERSION, "bake": meta, "trainer": trainer.state_dict()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise NeumatError(f"{path}: not a readable bake checkpoint ({type(e).__name__}: {e}); "
+                          "delete it and bake without --resume") from None
+    if not isinstance(state, dict) or state.get("checkpoint_version") != CHECKPOINT_VERSION:
+        raise NeumatError(f"{path}: not a bake checkpoint of this neumat version; delete it and bake without --resume")
+    return state
+
+
+def _check_resumable(path: Path, state: dict, material, config: TrainConfig, settings: BakeSettings) -> None:
+    meta = state["bake"]
+    if meta["source_hash"] != material.source_hash:
+        raise NeumatError(f"{path}: the checkpoint belongs to another version of material '{meta['material']}' "
+                          f"(source hash {meta['source_hash'][:12]}..., this file {material.source_hash[:12]}...); "
+                          "bake without --resume to start afresh")
+    saved = state["trainer"]["config"]
+    diffs = [f"{k} {saved.get(k)!r} -> {getattr(config, k)!r}" for k in _MATCHING_FIELDS
+             if saved.get(k) != getattr(config, k)]
+    if (meta.get("time_budget") is None) != (settings.time_budget is None) or \
+            (settings.time_budget is not None and meta.get("time_budget") != settings.time_budget):
+        diffs.append(f"time budget {meta.get('time_budget')!r} -> {settings.time_budget!r} minutes")
+    elif settings.time_budget is None:
+        for k in ("encoder_iterations", "finetune_iterations"):
+            if saved.get(k) != getattr(config, k):
+                diffs.append(f"{k} {saved.get(k)!r} -> {getattr(config, k)!r}")
+    if diffs:
+        raise NeumatError(f"{path}: the checkpoint was made with other settings ({'; '.join(diffs)}); "
+                          "resume with the same options, or bake without --resume to start afresh")
+
+
+class _InterruptFlag:
+    """Turns the first SIGINT into a flag checked at step boundaries; the second raises at once."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._previous = None
+
+    def __enter__(self) -> "_InterruptFlag":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _replan(trainer: Trainer, budget_s: float, spent_s: float, seconds_per_step: float) -> None:
+    """Sets the config's iteration counts so training ends when the budget is spent."""
+    cfg = trainer.config
+    remaining = max(0, int((budget_s - spent_s) / max(seconds_per_step, 1e-6)))
+    total = max(trainer.step + remaining, trainer.step + 1 if budget_s > spent_s else trainer.step, 1)
+    if trainer.in_encoder_phase:
+        enc = max(trainer.step + 1, int(round(ENCODER_SHARE * total)))
+        cfg.encoder_iterations, cfg.finetune_iterations = enc, max(1, total - enc)
+    else:
+        cfg.finetune_iterations = max(trainer.step - cfg.encoder_steps, total - cfg.encoder_steps)
+
+
+def bake(material_path: str | Path, output: str | Path | None = None, settings: BakeSettings | None = None,
+         resume: bool = False, device: str | None = None, torch_device: str | None = None,
+         progress: bool = True, callback: Callable[[dict], None] | None = None,
+         log: Callable[[str], None] = print) -> BakeResult:
+    """Bakes one material (module doc). `callback(record)` runs after every training step (it may
+    raise KeyboardInterrupt, as Ctrl-C does). Raises NeumatError on bad input before anything is
+    written, BakeInterrupted after Ctrl-C."""
+    from renderer.device import create_device
+    from renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
+    from renderer.materials.reference import ReferenceMaterial
+    from training.export import save_asset
+
+    settings = settings or BakeSettings()
+    t_start = time.perf_counter()
+    material = load_material(material_path)  # NeumatError names the file and key
+    resolution = _resolution(settings, material)
+    config = train_config(settings, resolution)
+    asset = asset_location(output, material.name)
+    _check_writable(asset)
+    ckpt = checkpoint_location(asset)
+    state = None
+    if resume:
+        if not ckpt.is_file():
+            raise NeumatError(f"--resume: no checkpoint at {ckpt}; bake without --resume to start afresh")
+        state = _load_checkpoint(ckpt)
+        _check_resumable(ckpt, state, material, config, settings)
+    elif ckpt.exists():
+        log(f"note: {ckpt} holds an interrupted bake; starting afresh (pass --resume to continue it instead)")
+    params = evaluate_parameters(material, resolution)  # range-checks node outputs: NeumatError
+    pyramid = build_pyramid(material, params)
+    vk = create_device(device)
+    reference = ReferenceMaterial(vk, material.layout, pyramid, name=material.name)
+    if torch_device is None:
+        torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch_device == "cpu":
+        torch.set_num_threads(torch_threads())
+    trainer = Trainer(config, reference, torch_device)
+    spent_s = 0.0  # training seconds of earlier runs of this bake
+    resumed_from = 0
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        if settings.time_budget is not None:  # keep the checkpoint's plan
+            for k in ("encoder_iterations", "finetune_iterations"):
+                setattr(trainer.config, k, state["trainer"]["config"][k])
+        spent_s = state["bake"]["training_s"]
+        resumed_from = trainer.step
+        log(f"resuming {material.name} from step {trainer.step} of {trainer.config.total_iterations} ({ckpt})")
+    t_setup = time.perf_counter() - t_start
+    budget_s = settings.time_budget * 60.0 if settings.time_budget is not None else None
+
+    def meta(training_s: float) -> dict:
+        return {"material": material.name, "source_hash": material.source_hash, "material_file": str(material.path),
+                "time_budget": settings.time_budget, "training_s": training_s, "asset": str(asset)}
+
+    resume_hint = (f"Resume with the same options and --resume "
+                   f"(e.g. neumat bake {material.path} -o {asset} --resume).")
+    bar = None
+    run_start = time.perf_counter()
+    last_ckpt_time = run_start
+    loss_ema = None
+    step_times: list[float] = []
+    chunk_walls: list[tuple[float, int]] = []  # (seconds, steps) of each run() call
+    flag = _InterruptFlag()
+    at_boundary = [False]  # the interrupt came between two steps: the trainer is consistent
+    ckpt_ours = state is not None  # the checkpoint file belongs to this bake
+
+    def on_step(record: dict) -> None:
+        nonlocal loss_ema
+        loss_ema = record["loss"] if loss_ema is None else 0.95 * loss_ema + 0.05 * record["loss"]
+        step_times.append(record["seconds"])
+        if bar is not None:
+            bar.total = trainer.config.total_iterations
+            bar.set_postfix_str(f"phase {record['phase']} loss {loss_ema:.4f} lr {record['lr']:.1e}", refresh=False)
+            bar.update(1)
+        if callback is not None:
+            try:
+                callback(record)
+            except KeyboardInterrupt:
+                at_boundary[0] = True
+                raise
+        if flag.set:
+            at_boundary[0] = True
+            raise KeyboardInterrupt
+
+    try:
+        with flag:
+            if progress and trainer.step < trainer.config.total_iterations:
+                from tqdm import tqdm
+                bar = tqdm(total=trainer.config.total_iterations, initial=trainer.step, unit="it",
+                           desc=f"bake {material.name}", dynamic_ncols=True)
+            try:
+                while trainer.step < trainer.config.total_iterations:
+                    if budget_s is not None:
+                        spent = spent_s + time.perf_counter() - run_start
+                        if step_times:
+                            # Seconds per step: wall time over the chunks since the first one (which
+                            # pays for compiling kernels), else the median step of the first chunk.
+                            if len(chunk_walls) > 1:
+                                per_step = sum(w for w, _ in chunk_walls[1:]) / sum(n for _, n in chunk_walls[1:])
+                            else:
+                                per_step = sorted(step_times)[len(step_times) // 2] * 1.1
+                            _replan(trainer, budget_s, spent, per_step)
+                        if spent >= budget_s and trainer.step > 0:
+                            _replan(trainer, budget_s, spent, math.inf)
+                            if trainer.step >= trainer.config.total_iterations:
+                                break
+                        chunk = settings.replan_every if step_times else 10
+                    else:
+                        chunk = settings.checkpoint_every
+                    until = min(trainer.step + chunk, trainer.config.total_iterations)
+                    chunk_start, chunk_first = time.perf_counter(), trainer.step
+                    trainer.run(until=until, callback=on_step)
+                    now = time.perf_counter()
+                    chunk_walls.append((now - chunk_start, max(1, trainer.step - chunk_first)))
+                    if trainer.step % settings.checkpoint_every == 0 or now - last_ckpt_time > settings.checkpoint_seconds:
+                        _save_checkpoint(ckpt, trainer, meta(spent_s + now - run_start))
+                        last_ckpt_time, ckpt_ours = now, True
+                if trainer.in_encoder_phase:  # all encoder phase (no fine-tuning): still a pyramid
+                    trainer.fill_latents_from_encoder()
+            finally:
+                if bar is not None:
+                    bar.close()
+            training_s = spent_s + time.perf_counter() - run_start
+            _save_checkpoint(ckpt, trainer, meta(training_s))
+            ckpt_ours = True
+    except KeyboardInterrupt:
+        training_s = spent_s + time.perf_counter() - run_start
+        if at_boundary[0] and (trainer.step > resumed_from or not ckpt_ours):
+            try:
+                _save_checkpoint(ckpt, trainer, meta(training_s))
+                ckpt_ours = True
+            except KeyboardInterrupt:
+                pass
+        kept = ckpt if ckpt_ours and ckpt.is_file() else None
+        step = _load_checkpoint(ckpt)["trainer"]["step"] if kept else 0
+        raise BakeInterrupted(kept, step, trainer.config.total_iterations, resume_hint) from None
+
+    model = trainer.model.to("cpu").eval()
+    training = {**asdict(trainer.config), "iterations_run": trainer.step, "resumed_from_step": resumed_from,
+                "time_budget_min": settings.time_budget, "vulkan_device": vk.info.adapter_name,
+                "torch_device": str(torch_device), "torch_threads": torch.get_num_threads(),
+                "final_loss": trainer.history[-1]["loss"] if trainer.history else None}
+    timings = {"setup_s": t_setup, "training_s": training_s,
+               "seconds_per_step": training_s / max(1, trainer.step)}
+    report = None
+    report_tmp = None
+    try:
+        if settings.report:
+            from training.report import bake_report
+            t0 = time.perf_counter()
+            report_tmp = Path(tempfile.mkdtemp(prefix=f".{asset.name}.report-", dir=asset.parent))
+            report = bake_report(model, reference, material, report_tmp, seed=settings.seed,
+                                 n_heldout=settings.heldout_queries, timings=dict(timings), training=training)
+            timings["report_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        metrics = report["metrics"] if report is not None else {}
+        timings["total_s"] = time.perf_counter() - t_start
+        saved = save_asset(asset, model, material, training, metrics, timings)
+        if report_tmp is not None:
+            os.rename(report_tmp, saved / REPORT_DIR)
+            report_tmp = None
+            from training.report import add_asset_size
+            report = add_asset_size(report, saved / REPORT_DIR, saved)
+        timings["export_s"] = time.perf_counter() - t0
+    except KeyboardInterrupt:
+        raise BakeInterrupted(ckpt, trainer.step, trainer.config.total_iterations,
+                              "Training had finished; " + resume_hint) from None
+    finally:
+        if report_tmp is not None:
+            shutil.rmtree(report_tmp, ignore_errors=True)
+    ckpt.unlink(missing_ok=True)
+    timings["total_s"] = time.perf_counter() - t_start
+    return BakeResult(saved, report, timings, training, trainer.step)

@@ -1,0 +1,310 @@
+"""Training a NeuralMaterial against its reference (DESIGN.md sec. 5), in two phases:
+
+1. Encoder phase. The encoder maps the filtered parameter vector at each sample's (uv, level) to a
+   latent; encoder, learned frames, evaluator and sampler train together. The encoder shares what
+   it learns across all texels, so the model is good everywhere after few samples per texel.
+2. Fine-tuning phase. The encoder runs once over every texel of every level to fill the latent
+   pyramid and is dropped; latents, frames, evaluator and sampler are then trained directly, which
+   fixes what the encoder could not express (and the difference between encoding a bilinear blend
+   of parameters and the bilinear blend of encoded texels that the runtime does).
+
+A model without an encoder (the ablation's plain variant) trains its latents directly throughout.
+
+Losses, per batch (training/data.py draws it):
+- Evaluator: L1 between log(f + EPS) of prediction and target, averaged over RGB and the batch.
+  log(x + eps) rather than log(1 + x): BRDF values times cosine are mostly well below 1 (a 0.5
+  albedo diffuse surface gives 0.16 at normal incidence), where log(1 + x) is nearly linear and
+  the loss would be a plain L1 that ignores dark texels and grazing falloffs; log(x + eps) weighs
+  errors relatively (as an image metric like FLIP does after exposure) down to eps = 0.01, and
+  absolutely below it, so black targets (wo below the horizon) give a bounded loss.
+- Sampler: KL divergence from the learned BRDF to the sampler's pdf, with the latent and the
+  learned BRDF detached: p(wo | wi) proportional to the luminance of f(wi, wo), estimated over the
+  batch's directions with importance weights w = lum(f) / p_dirs (data.py), so that
+  KL = const - E_p[log q] = const - sum(w log q) / sum(w). p is normalised per batch, not per wi
+  (its per-wi albedo is unknown); that weights each (texel, wi) by its albedo, which changes how
+  the sampler's capacity is spent, not its optimum. It runs on the first `sampler_fraction` of the
+  batch: the sampler only shapes noise, and this keeps it cheap.
+
+Schedule: Adam (0.9, 0.999, eps 1e-7); in each phase a cosine learning rate from lr_start to
+lr_end (phase 2 restarts it: its parameters are new). Mollification: each target averages
+reference evaluations at wo jittered over a cone whose half-angle falls linearly from
+`mollify_degrees` to 0 over the first `mollify_fraction` of all iterations (the paper: 10 degrees
+over 20k of 300k iterations, 7 %; our runs are ~50x shorter, so the blurred start is relatively
+longer, 10 %, to keep narrow highlights from starving the first steps of gradient).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Callable
+
+import numpy as np
+import torch
+
+from renderer.materials.reference import ReferenceMaterial
+from training.data import Batch, BatchSource, DataConfig, Prefetcher
+from training.model import NeuralMaterial, NeuralMaterialConfig
+from training.networks import EVALUATOR_SIZES
+
+LOG_EPS = 0.01
+LUMINANCE = (0.2126, 0.7152, 0.0722)
+VALIDATION_STEP = 1 << 40  # batch numbers from here on are never used for training
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (with the material and the seed)."""
+
+    evaluator: str = "2x32"
+    resolution: int = 256
+    use_encoder: bool = True
+    use_frames: bool = True
+    encoder_iterations: int = 2000  # phase 1 (0 or use_encoder = False: no encoder phase)
+    finetune_iterations: int = 2000  # phase 2 (or direct latent training without an encoder)
+    batch_size: int = 16384
+    target_queries: int = 4
+    lr_start: float = 1e-3
+    lr_end: float = 1e-4
+    mollify_degrees: float = 10.0
+    mollify_fraction: float = 0.1
+    sampler_fraction: float = 0.25
+    level_rate: float = math.log(2.0)
+    below_horizon: float = 0.25
+    peak_fraction: float = 1.0
+    lr_scale_latents: float = 1.0  # learning-rate multipliers per parameter group
+    lr_scale_frames: float = 1.0
+    lr_scale_first: float = 1.0  # the evaluator's first layer
+    lr_scale_finetune_networks: float = 1.0  # frames, evaluator and sampler in the fine-tuning phase
+    lr_restart: bool = True  # each phase its own cosine (else one cosine over all iterations)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.evaluator not in EVALUATOR_SIZES:
+            raise ValueError(f"unknown evaluator size '{self.evaluator}' (choose from {', '.join(EVALUATOR_SIZES)})")
+        if self.resolution < 1 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"resolution must be a power of two, got {self.resolution}")
+        if self.encoder_iterations < 0 or self.finetune_iterations < 0 or self.total_iterations < 1:
+            raise ValueError("iteration counts must be >= 0 with at least one iteration in all")
+        if self.batch_size < 1 or self.target_queries < 1:
+            raise ValueError("batch_size and target_queries must be >= 1")
+
+    @property
+    def encoder_steps(self) -> int:
+        """Phase-1 iterations actually run (0 without an encoder)."""
+        return self.encoder_iterations if self.use_encoder else 0
+
+    @property
+    def total_iterations(self) -> int:
+        return (self.encoder_iterations if self.use_encoder else 0) + self.finetune_iterations
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def cosine_lr(t: float, start: float, end: float) -> float:
+    """Cosine from `start` at t = 0 to `end` at t = 1."""
+    t = min(max(t, 0.0), 1.0)
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * t))
+
+
+def log_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The evaluator loss: mean |log(pred + eps) - log(target + eps)|."""
+    return (torch.log(pred + LOG_EPS) - torch.log(target + LOG_EPS)).abs().mean()
+
+
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    return rgb @ rgb.new_tensor(LUMINANCE)
+
+
+class Trainer:
+    """Owns the model, the optimiser and the step counter; `run` trains up to a step."""
+
+    def __init__(self, config: TrainConfig, reference: ReferenceMaterial, device: str | torch.device = "cpu"
+                 ) -> None:
+        self.config = config
+        self.reference = reference
+        self.device = torch.device(device)
+        torch.manual_seed(config.seed)
+        self.model = NeuralMaterial(NeuralMaterialConfig(
+            resolution=config.resolution, evaluator=config.evaluator, use_frames=config.use_frames,
+            use_encoder=config.encoder_steps > 0, encoder_inputs=reference.width)).to(self.device)
+        if reference.resolution != (config.resolution, config.resolution):
+            raise ValueError(f"the reference's level 0 is {reference.resolution}, the config asks for "
+                             f"{config.resolution}")
+        self.source = BatchSource(reference, DataConfig(config.batch_size, config.target_queries,
+                                                        config.level_rate, config.below_horizon,
+                                                        config.peak_fraction),
+                                  config.seed, with_params=config.encoder_steps > 0)
+        self.step = 0
+        self.history: list[dict] = []  # one record per logged step
+        self.optimizer = self._make_optimizer()
+
+    # --- schedule -----------------------------------------------------------------------------
+
+    @property
+    def in_encoder_phase(self) -> bool:
+        return self.model.encoder is not None
+
+    def phase_of(self, step: int) -> int:
+        return 1 if step < self.config.encoder_steps else 2
+
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        if not c.lr_restart:
+            return cosine_lr(step / max(1, c.total_iterations - 1), c.lr_start, c.lr_end)
+        if step < c.encoder_steps:
+            return cosine_lr(step / max(1, c.encoder_steps - 1), c.lr_start, c.lr_end)
+        return cosine_lr((step - c.encoder_steps) / max(1, c.finetune_iterations - 1), c.lr_start, c.lr_end)
+
+    def cone_at(self, step: int) -> float:
+        """Mollification half-angle (radians) of batch `step`."""
+        c = self.config
+        span = c.mollify_fraction * c.total_iterations
+        if span <= 0:
+            return 0.0
+        return math.radians(c.mollify_degrees) * max(0.0, 1.0 - step / span)
+
+    def plan(self, step: int) -> tuple[float, bool]:
+        return self.cone_at(step), self.phase_of(step) == 1
+
+    def _lr_scale(self, name: str) -> float:
+        c = self.config
+        if name.startswith("latents."):
+            return c.lr_scale_latents
+        if name.startswith("frames."):
+            return c.lr_scale_frames * (c.lr_scale_finetune_networks if not self.in_encoder_phase and c.encoder_steps > 0 else 1.0)
+        scale = c.lr_scale_finetune_networks if not self.in_encoder_phase and c.encoder_steps > 0 else 1.0
+        if name.startswith("evaluator.mlp.layers.0."):
+            return c.lr_scale_first * scale
+        return scale
+
+    def _make_optimizer(self) -> torch.optim.Adam:
+        m = self.model
+        groups: dict[float, list] = {}
+        for name, p in m.named_parameters():
+            if self.in_encoder_phase and name.startswith("latents."):
+                continue
+            groups.setdefault(self._lr_scale(name), []).append(p)
+        return torch.optim.Adam([{"params": ps, "lr_scale": k} for k, ps in groups.items()],
+                                lr=self.config.lr_start, betas=(0.9, 0.999), eps=1e-7)
+
+    # --- phases -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def fill_latents_from_encoder(self, chunk: int = 65536) -> None:
+        """Phase 1 -> 2: encode every texel of every level into the pyramid, then drop the encoder."""
+        m = self.model
+        for level in range(m.latents.num_levels):
+            params = self.source.texel_parameters(level).to(self.device)
+            h, w, k = params.shape
+            flat = params.reshape(-1, k)
+            out = torch.cat([m.encode(flat[i:i + chunk]) for i in range(0, flat.shape[0], chunk)])
+            m.latents.fill_from(level, out.reshape(h, w, -1))
+        m.encoder = None
+        m.config.use_encoder = False
+        self.optimizer = self._make_optimizer()
+
+    # --- one step -----------------------------------------------------------------------------
+
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        if self.in_encoder_phase:
+            latent = m.encode(batch.params)
+        else:
+            latent = m.latents.sample_level(batch.uv, batch.level)
+        f = m.eval_from_latent(latent, batch.wi, batch.wo)
+        loss_eval = log_l1(f, batch.target)
+        n_s = max(1, int(round(self.config.sampler_fraction * batch.uv.shape[0])))
+        s = slice(0, n_s)
+        q = m.pdf_from_latent(latent[s].detach(), batch.wi[s], batch.wo[s])
+        w = luminance(f[s].detach()) / batch.p_dirs[s]
+        w = w / w.sum().clamp_min(1e-30)
+        loss_sampler = -(w * torch.log(q.clamp_min(1e-30))).sum()
+        return loss_eval, loss_sampler
+
+    def train_step(self, batch: Batch) -> dict:
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        batch = batch.to(self.device)
+        loss_eval, loss_sampler = self.losses(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss_eval + loss_sampler).backward()
+        self.optimizer.step()
+        self.step += 1
+        return {"step": self.step, "loss": loss_eval.item(), "sampler_loss": loss_sampler.item(), "lr": lr}
+
+    def run(self, until: int | None = None, callback: Callable[[dict], None] | None = None,
+            log_every: int = 10, prefetch: int = 2) -> None:
+        """Trains from the current step up to `until` (default: the config's total). `callback`
+        gets each step's record after the step (it may raise KeyboardInterrupt to stop: the trainer
+        is then consistent at a step boundary)."""
+        until = self.config.total_iterations if until is None else min(until, self.config.total_iterations)
+        while self.step < until:
+            if self.in_encoder_phase and self.step >= self.config.encoder_steps:
+                self.fill_latents_from_encoder()
+            stop = until if self.phase_of(self.step) == 2 else min(until, self.config.encoder_steps)
+            feeder = Prefetcher(self.source, self.step, stop, self.plan, depth=prefetch)
+            try:
+                while self.step < stop:
+                    start = time.perf_counter()
+                    record = self.train_step(feeder.get(self.step))
+                    record["seconds"] = time.perf_counter() - start
+                    record["phase"] = self.phase_of(self.step - 1)
+                    if record["step"] % log_every == 0 or record["step"] == until:
+                        self.history.append({k: record[k] for k in ("step", "loss", "sampler_loss", "lr")})
+                    if callback is not None:
+                        callback(record)
+            finally:
+                feeder.close()
+        if self.in_encoder_phase and self.step >= self.config.total_iterations:
+            self.fill_latents_from_encoder()  # a run that is all encoder phase still ends as a pyramid
+
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def validation_batch(self, n: int = 16384, queries: int = 16) -> Batch:
+        """Held-out samples (a batch number training never draws), with less noisy targets."""
+        src = BatchSource(self.reference, DataConfig(n, queries, self.config.level_rate, self.config.below_horizon,
+                                                     self.config.peak_fraction),
+                          self.config.seed, with_params=False)
+        return src.batch(VALIDATION_STEP)
+
+    @torch.no_grad()
+    def validate(self, batch: Batch | None = None) -> dict:
+        """Held-out error of the pyramid model: log-L1 (the training loss) and the mean relative
+        error of eval on samples with wo above the horizon."""
+        batch = (batch or self.validation_batch()).to(self.device)
+        m = self.model
+        if self.in_encoder_phase:
+            raise RuntimeError("validate() evaluates the latent pyramid; finish the encoder phase first")
+        f = m.eval_from_latent(m.latents.sample_level(batch.uv, batch.level), batch.wi, batch.wo)
+        above = batch.wo[:, 2] > 0
+        rel = ((f - batch.target).abs().sum(-1) / (batch.target.sum(-1) + 3 * LOG_EPS))[above].mean()
+        return {"log_l1": log_l1(f, batch.target).item(), "relative_error": rel.item()}
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "config": asdict(self.config), "step": self.step,
+                "has_encoder": self.in_encoder_phase, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(), "history": list(self.history)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
+        if not state["has_encoder"] and self.in_encoder_phase:
+            self.model.encoder = None
+            self.model.config.use_encoder = False
+        self.model.load_state_dict(state["model"])
+        self.optimizer = self._make_optimizer()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
