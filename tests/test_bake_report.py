@@ -12,50 +12,18 @@ import torch
 from PIL import Image
 
 from renderer.materials import reference as ref
-from renderer.materials.graph import evaluate_parameters, load_material
+from renderer.materials.graph import evaluate_parameters
 from renderer.paths import ASSET_DIR
 from training import report as rp
 from training.export import asset_sizes, save_asset
 from training.model import NeuralMaterial, NeuralMaterialConfig
 
-TINY_TOML = """
-[material]
-name = "tiny"
-resolution = 16
 
-[nodes.check]
-type = "checker"
-columns = 2
-rows = 4
-
-[nodes.albedo]
-type = "mix"
-a = [0.8, 0.2, 0.1]
-b = [0.1, 0.3, 0.7]
-factor = "check"
-
-[nodes.rough]
-type = "mix"
-a = 0.3
-b = 0.05
-factor = "check"
-
-[[layers]]
-type = "diffuse"
-albedo = "albedo"
-
-[[layers]]
-type = "dielectric"
-ior = 1.5
-alpha = "rough"
-"""
 
 
 @pytest.fixture(scope="module")
-def material(tmp_path_factory):
-    path = tmp_path_factory.mktemp("material") / "tiny.toml"
-    path.write_text(TINY_TOML)
-    return load_material(path)
+def material(tiny_material):
+    return tiny_material
 
 
 @pytest.fixture(scope="module")
