@@ -31,15 +31,14 @@ Files are written to a temporary name and renamed, so concurrent processes never
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from renderer.atomic_files import atomic_output
 from renderer.errors import NeumatError
 from renderer.neural_asset import NeuralAsset
 from renderer.paths import cache_dir
@@ -477,14 +476,8 @@ def _write_once(path: Path, text: str) -> None:
     except (FileNotFoundError, UnicodeDecodeError):
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def generate_module(asset: NeuralAsset, directory: Path | None = None) -> GeneratedModule:

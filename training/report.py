@@ -18,8 +18,6 @@ report.json (every number) and report.md (for people).
 """
 
 import math
-import os
-import tempfile
 import time
 import zlib
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from renderer.atomic_files import atomic_output
 from renderer.errors import NeumatError
 from renderer.image_io import srgb_encode, to_display, tonemap, write_image
 from renderer.materials import reference as ref
@@ -352,25 +351,13 @@ def side_by_side(reference: np.ndarray, neural: np.ndarray, error_map: np.ndarra
 
 
 def _save_png(img, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         img.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 # --- the report -----------------------------------------------------------------------------------
