@@ -40,7 +40,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
 
 # Shown in --help without importing torch; tests/test_bake.py keeps them equal to training/bake.py's.
 DEFAULT_RESOLUTION = 256
-DEFAULT_ITERATIONS = 3000
+DEFAULT_ITERATIONS = 4000
 
 
 def add_bake_parser(sub, add_device_flag) -> None:

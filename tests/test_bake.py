@@ -81,18 +81,16 @@ def test_asset_location():
     assert checkpoint_location(Path("out/brass.neumat")) == Path("out/brass.neumat.checkpoint.pt")
 
 
-@pytest.mark.xfail(strict=False, reason="held-out rel. L1 measured 0.203 after the training changes of this "
-                   "session's last hour (0.09-0.10 when the bound was set): tuning of issue 4 is in progress")
 def test_short_bake_gets_close_to_the_reference(tmp_path):
     """A 32 x 32 checker with a coat on half the squares: 300 iterations of 4096 samples. Measured
-    held-out relative L1 (report.py) 0.09-0.10 over seeds 0-2 (the untrained model: ~0.95); the
+    held-out relative L1 (report.py) 0.13, 0.11, 0.10 for seeds 0-2 (the untrained model: ~0.95); the
     bound leaves margin for other machines' float rounding."""
     mat = write_material(tmp_path, 32)
     settings = BakeSettings(iterations=300, batch_size=4096, resolution=32, report=True, heldout_queries=8192)
     result = bake(mat, tmp_path, settings, progress=False)
     assert result.asset == tmp_path / "checker_test.neumat" and result.steps == 300
     m = result.report["metrics"]
-    assert m["heldout_rel_l1"] < 0.2, m
+    assert m["heldout_rel_l1"] < 0.17, m
     assert (result.asset / "manifest.json").is_file() and (result.asset / "report" / "report.md").is_file()
     assert not checkpoint_location(result.asset).exists()  # removed once the asset is written
     assert leftovers(tmp_path) == ["checker_test.neumat"]

@@ -153,12 +153,42 @@ def test_cosine_lr_and_mollification_schedule(checker):
     assert cosine_lr(0.5, 1e-3, 1e-4) == pytest.approx(5.5e-4)
     cfg = TrainConfig(resolution=8, encoder_iterations=50, finetune_iterations=50, batch_size=64)
     t = Trainer(cfg, checker)
-    assert t.lr_at(0) == pytest.approx(1e-3) and t.lr_at(49) == pytest.approx(1e-4)
-    assert t.lr_at(50) == pytest.approx(1e-3) and t.lr_at(99) == pytest.approx(1e-4)
+    assert t.lr_at(0) == pytest.approx(1e-2) and t.lr_at(99) == pytest.approx(1e-4)  # one cosine
+    assert t.lr_at(49) == pytest.approx(cosine_lr(49 / 99, 1e-2, 1e-4))
+    restart = Trainer(TrainConfig(resolution=8, encoder_iterations=50, finetune_iterations=50, batch_size=64,
+                                  lr_start=1e-3, lr_restart=True), checker)
+    assert restart.lr_at(0) == pytest.approx(1e-3) and restart.lr_at(49) == pytest.approx(1e-4)
+    assert restart.lr_at(50) == pytest.approx(1e-3) and restart.lr_at(99) == pytest.approx(1e-4)
     assert t.cone_at(0) == pytest.approx(math.radians(10))
     assert t.cone_at(5) == pytest.approx(math.radians(5))  # 10 % of 100 iterations
     assert t.cone_at(10) == 0 and t.cone_at(80) == 0
     assert [t.phase_of(s) for s in (0, 49, 50, 99)] == [1, 1, 2, 2]
+
+
+def test_learning_rate_multipliers_per_parameter_group(checker):
+    cfg = TrainConfig(resolution=8, encoder_iterations=2, finetune_iterations=2, batch_size=64, target_queries=1)
+    t = Trainer(cfg, checker)
+
+    def lrs() -> dict:
+        by_id = {id(p): g["lr"] for g in t.optimizer.param_groups for p in g["params"]}
+        return {name: by_id.get(id(p)) for name, p in t.model.named_parameters()}
+
+    t.run(until=1)
+    lr0 = t.lr_at(0)
+    got = lrs()
+    assert got["evaluator.mlp.layers.0.weight"] == pytest.approx(10 * lr0)
+    assert got["frames.linear.weight"] == pytest.approx(10 * lr0)
+    assert got["evaluator.mlp.layers.2.weight"] == pytest.approx(lr0)
+    assert got["encoder.mlp.layers.0.weight"] == pytest.approx(lr0)
+    assert got["latents.levels.0"] is None  # not trained in the encoder phase
+    t.run(until=3)
+    got = lrs()
+    assert got["latents.levels.0"] == pytest.approx(0.1 * t.lr_at(2))  # fine-tuned gently
+    plain = Trainer(TrainConfig(resolution=8, use_encoder=False, finetune_iterations=2, batch_size=64,
+                                target_queries=1), checker)
+    plain.run(until=1)
+    by_id = {id(p): g["lr"] for g in plain.optimizer.param_groups for p in g["params"]}
+    assert by_id[id(plain.model.latents.levels[0])] == pytest.approx(plain.lr_at(0))  # from scratch: full rate
 
 
 def test_log_l1_is_relative_above_eps_and_bounded_at_zero():

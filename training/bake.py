@@ -50,7 +50,7 @@ from training.networks import EVALUATOR_SIZES
 from training.trainer import TrainConfig, Trainer
 
 DEFAULT_RESOLUTION = 256  # latent level 0 (capped at the material's own resolution)
-DEFAULT_ITERATIONS = 3000  # in all: half encoder phase, half fine-tuning
+DEFAULT_ITERATIONS = 4000  # in all: half encoder phase, half fine-tuning
 DEFAULT_BATCH = 16384
 ENCODER_SHARE = 0.5
 MIN_RESOLUTION = 4
@@ -62,7 +62,7 @@ REPORT_DIR = "report"
 _MATCHING_FIELDS = ("evaluator", "resolution", "use_encoder", "use_frames", "batch_size", "target_queries",
                     "lr_start", "lr_end", "mollify_degrees", "mollify_fraction", "sampler_fraction", "level_rate",
                     "below_horizon", "peak_fraction", "lr_scale_latents", "lr_scale_frames",
-                    "lr_scale_first", "lr_scale_finetune_networks", "lr_restart", "seed")
+                    "lr_scale_first", "lr_restart", "seed")
 
 
 @dataclass

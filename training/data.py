@@ -11,7 +11,9 @@ the same sample twice and a bake needs no dataset on disk. A batch of N samples 
 - wi, wo: from half and difference vectors drawn uniformly in Rusinkiewicz's angles
   (theta_h, phi_h, theta_d, phi_d uniform in [0, pi/2] x [0, 2 pi) x [0, pi/2] x [0, 2 pi)), then
   wi = R(h) d and wo = reflect(wi, h). Uniform angles put a density ~ 1 / sin(theta_h) on the half
-  vector, so narrow specular peaks get many samples while the whole domain stays covered. Samples
+  vector, so narrow specular peaks get many samples while the whole domain stays covered
+  (`peak_fraction` < 1 draws that share of half vectors uniform in solid angle instead: an option,
+  which did not help the flat-patch error in our tests, so it is off by default). Samples
   with wi below the horizon are redrawn; those with wo below it are kept with probability
   `below_horizon` (their target is 0: the net must learn to stay dark there).
 - target: eval(wi, wo) = f * |cos theta_o| of the reference at (uv, level), averaged over
