@@ -172,6 +172,7 @@ class PathTracer:
         if neural_set is not None:
             self.material_names += [m.name for m in neural_set.materials]
         self.variant = _neural_variant(neural_set)
+        self.object_kinds: list[str | None] = list(assignment.object_kind)  # what render() shows
         self._build_geometry()
         self._build_lights()
         self._build_environment()
@@ -203,21 +204,15 @@ class PathTracer:
             records[i, 28:30] = obj.uv_scale
             records[i, 30] = 1.0 if np.linalg.det(lin) > 0 else -1.0
             mesh = self.object_mesh[i]
-            material = self.assignment.object_material[i]
             refs[i, 32] = index_offsets[mesh]
             refs[i, 33] = vertex_offsets[mesh]
-            refs[i, 34] = NO_MATERIAL if material is None else material
-            kinds = self.assignment.object_kind
-            kind = kinds[i] if i < len(kinds) and kinds[i] is not None else "reference"
-            refs[i, 35] = MATERIAL_KIND[kind]
             instance_list.write(i, spy.AccelerationStructureInstanceDesc({
                 "transform": spy.float3x4(m[:3, :].astype(np.float32).ravel().tolist()),
                 "instance_id": i, "instance_mask": 0xFF, "instance_contribution_to_hit_group_index": 0,
                 "flags": spy.AccelerationStructureInstanceFlags.triangle_facing_cull_disable,
                 "acceleration_structure": self.blas[mesh].handle}))
-        self.instance_records = records
-        self.instances = dev.create_buffer(data=records, struct_size=144, usage=spy.BufferUsage.shader_resource,
-                                           label="scene_instances")
+        self.instance_records = records  # without material index and kind: instances_for() adds them
+        self._instance_buffers: dict[tuple, spy.Buffer] = {}
         self._instance_list = instance_list
         desc = spy.AccelerationStructureBuildDesc({"inputs": [instance_list.build_input_instances()],
                                                    "flags": spy.AccelerationStructureBuildFlags.prefer_fast_trace})
@@ -291,7 +286,40 @@ class PathTracer:
         first_area = (1 if self._env_distribution is not None else 0) + len(self.scene.lights)
         for k, i in enumerate(self.light_objects):
             self.instance_records[i, 27] = first_area + k + 1
-        self.instances.copy_from_numpy(self.instance_records)
+
+    # --- material kinds per object ----------------------------------------------------------
+    def kinds_available(self, index: int) -> tuple[str, ...]:
+        """The kinds ("reference", "neural") object `index` can be shown with."""
+        return tuple(self.assignment.object_choices[index])
+
+    def set_object_kind(self, index: int, kind: str) -> None:
+        """Shows object `index` with its reference or neural material from the next render on
+        (no recompilation: only its instance record changes)."""
+        if kind not in self.kinds_available(index):
+            obj = self.scene.objects[index]
+            why = self.assignment.unavailable.get(index, "it was not loaded for this render mode")
+            raise NeumatError(f"object '{obj.name}' has no {kind} material: {why}")
+        self.object_kinds[index] = kind
+
+    def kinds_for(self, kind: str) -> list[str | None]:
+        """Every object that can be shown as `kind` shown so, the others as they are."""
+        return [kind if kind in c else k for c, k in zip(self.assignment.object_choices, self.object_kinds)]
+
+    def instances_for(self, kinds: list[str | None]) -> spy.Buffer:
+        """The instance records with each object's material index and kind (cached per kinds)."""
+        key = tuple(kinds)
+        buffer = self._instance_buffers.get(key)
+        if buffer is None:
+            records = self.instance_records.copy()
+            refs = records.view(np.uint32)
+            for i, kind in enumerate(kinds):
+                choices = self.assignment.object_choices[i] if i < len(self.assignment.object_choices) else {}
+                refs[i, 34] = choices[kind] if kind in choices else NO_MATERIAL
+                refs[i, 35] = MATERIAL_KIND[kind or "reference"]
+            buffer = self.device.create_buffer(data=records, struct_size=144, usage=spy.BufferUsage.shader_resource,
+                                               label="scene_instances")
+            self._instance_buffers[key] = buffer
+        return buffer
 
     # --- environment ------------------------------------------------------------------------
     def _build_environment(self) -> None:
@@ -335,26 +363,14 @@ class PathTracer:
         start = time.perf_counter()
         _pipeline(self.device, self.variant)  # adds its own time to COMPILE_STATS
         first_use = time.perf_counter()
-        self._dispatch(self._uniforms(1, 1, 0, 0, 0, 0, self._targets(1, 1)), 0, 0, 1, 1)
+        Accumulator(self, 1, 1, max_depth=0).add(0)
         _warm.add(key)
         COMPILE_STATS.seconds += time.perf_counter() - first_use
         return time.perf_counter() - start
 
-    def _targets(self, width: int, height: int) -> dict:
-        dev = self.device
-        usage = spy.TextureUsage.unordered_access | spy.TextureUsage.shader_resource
-        targets = {name: dev.create_texture(format=spy.Format.rgba32_float, width=width, height=height, usage=usage,
-                                            label=f"accumulation_{name}")
-                   for name in ("accumulation", "aovAlbedo", "aovNormal", "aovMisc")}
-        enc = dev.create_command_encoder()
-        for tex in targets.values():
-            enc.clear_texture_float(tex, clear_value=spy.float4(0.0))
-        dev.submit_command_buffer(enc.finish())
-        dev.wait()
-        return targets
-
-    def _uniforms(self, width: int, height: int, seed: int, max_depth: int, rr_depth: int, strategy: int,
-                  targets: dict) -> dict:
+    def uniforms(self, width: int, height: int, seed: int, max_depth: int, rr_depth: int, strategy: int,
+                 kinds: list[str | None]) -> dict:
+        """The ray-generation program's parameters, less the accumulation targets."""
         cam = self.scene.camera
         forward, right, up = cam.basis()
         neural = {}
@@ -363,7 +379,7 @@ class PathTracer:
         return {
             **neural,
             "sceneBvh": self.tlas,
-            "geometry": {"instances": self.instances, "vertices": self.vertices, "indices": self.indices},
+            "geometry": {"instances": self.instances_for(kinds), "vertices": self.vertices, "indices": self.indices},
             "materials": self.material_set.uniform(),
             "environment": self.environment_uniform,
             "lights": self.lights, "lightCdf": self.light_cdf, "triangleCdf": self.triangle_cdf,
@@ -374,9 +390,10 @@ class PathTracer:
             "cameraUp": spy.float3(*up.astype(np.float32)),
             "tanHalfFov": math.tan(math.radians(cam.fov) * 0.5),
             "size": spy.uint2(width, height), "seed": seed, "maxDepth": max_depth, "rrDepth": rr_depth,
-            "strategy": strategy, **targets}
+            "strategy": strategy}
 
-    def _dispatch(self, fixed: dict, first: int, count: int, width: int, height: int) -> None:
+    def dispatch(self, fixed: dict, first: int, count: int, width: int, height: int) -> None:
+        """Adds samples first .. first + count - 1 of every pixel to the targets in `fixed`."""
         _, pipeline, table = _pipeline(self.device, self.variant)
         dev = self.device
         enc = dev.create_command_encoder()
@@ -390,52 +407,91 @@ class PathTracer:
         dev.submit_command_buffer(enc.finish())
         dev.wait()
 
+    def samples_per_dispatch(self, width: int, height: int) -> int:
+        """Samples per pixel in one dispatch: short dispatches keep progress bars moving and
+        lavapipe responsive."""
+        paths = PATHS_PER_DISPATCH_SOFTWARE if _is_software(self.device) else PATHS_PER_DISPATCH_GPU
+        return max(1, paths // (width * height))
+
     def render(self, spp: int, seed: int = 0, max_depth: int | None = None, rr_depth: int | None = None,
                width: int | None = None, height: int | None = None, strategy: str = "mis",
-               paths_per_dispatch: int | None = None,
+               paths_per_dispatch: int | None = None, kinds: list[str | None] | None = None,
                progress: Callable[[int], None] | None = None) -> RenderResult:
         """Accumulates `spp` samples per pixel; `progress(n)` is called after each dispatch with the
-        samples per pixel it added."""
-        cam = self.scene.camera
-        settings = self.scene.render
-        width = width or cam.width
-        height = height or cam.height
-        max_depth = settings.max_depth if max_depth is None else max_depth
-        rr_depth = settings.rr_depth if rr_depth is None else rr_depth
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy} (known: {', '.join(STRATEGIES)})")
-        if spp < 1 or width < 1 or height < 1:
-            raise ValueError(f"spp, width and height must be >= 1, got {spp}, {width}, {height}")
-        if not 0 <= seed < 2**32:
-            raise NeumatError(f"--seed must be in [0, 2^32), got {seed}")
+        samples per pixel it added. `kinds`: each object's material kind (default: object_kinds)."""
+        if spp < 1:
+            raise ValueError(f"spp must be >= 1, got {spp}")
         self.compile()
-        targets = self._targets(width, height)
-        per_dispatch = paths_per_dispatch or (PATHS_PER_DISPATCH_SOFTWARE if _is_software(self.device)
-                                              else PATHS_PER_DISPATCH_GPU)
-        batch = int(max(1, min(spp, per_dispatch // (width * height))))
-        fixed = self._uniforms(width, height, seed, max_depth, rr_depth, STRATEGIES[strategy], targets)
-        start = time.perf_counter()
-        done = 0
-        while done < spp:
-            count = min(batch, spp - done)
-            self._dispatch(fixed, done, count, width, height)
-            done += count
+        acc = Accumulator(self, width, height, seed, max_depth, rr_depth, strategy, kinds)
+        batch = (max(1, paths_per_dispatch // (acc.width * acc.height)) if paths_per_dispatch
+                 else self.samples_per_dispatch(acc.width, acc.height))
+        while acc.spp < spp:
+            count = min(batch, spp - acc.spp)
+            acc.add(count)
             if progress:
                 progress(count)
-        seconds = time.perf_counter() - start
-        acc = targets["accumulation"].to_numpy()
+        return acc.result()
+
+
+class Accumulator:
+    """Progressive accumulation of one view of a PathTracer: `add(n)` more samples per pixel,
+    `result()` the mean so far. The viewer keeps one per view and starts a new one whenever the
+    camera or a setting changes; `PathTracer.render` is one accumulator run to a sample count."""
+
+    def __init__(self, tracer: PathTracer, width: int | None = None, height: int | None = None, seed: int = 0,
+                 max_depth: int | None = None, rr_depth: int | None = None, strategy: str = "mis",
+                 kinds: list[str | None] | None = None):
+        cam = tracer.scene.camera
+        settings = tracer.scene.render
+        self.tracer = tracer
+        self.width = width or cam.width
+        self.height = height or cam.height
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy} (known: {', '.join(STRATEGIES)})")
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"width and height must be >= 1, got {self.width}, {self.height}")
+        if not 0 <= seed < 2**32:
+            raise NeumatError(f"--seed must be in [0, 2^32), got {seed}")
+        max_depth = settings.max_depth if max_depth is None else max_depth
+        rr_depth = settings.rr_depth if rr_depth is None else rr_depth
+        kinds = list(tracer.object_kinds if kinds is None else kinds)
+        dev = tracer.device
+        usage = spy.TextureUsage.unordered_access | spy.TextureUsage.shader_resource
+        self.targets = {name: dev.create_texture(format=spy.Format.rgba32_float, width=self.width, height=self.height,
+                                                 usage=usage, label=f"accumulation_{name}")
+                        for name in ("accumulation", "aovAlbedo", "aovNormal", "aovMisc")}
+        enc = dev.create_command_encoder()
+        for tex in self.targets.values():
+            enc.clear_texture_float(tex, clear_value=spy.float4(0.0))
+        dev.submit_command_buffer(enc.finish())
+        dev.wait()
+        self.fixed = {**tracer.uniforms(self.width, self.height, seed, max_depth, rr_depth, STRATEGIES[strategy],
+                                        kinds), **self.targets}
+        self.spp = 0
+        self.seconds = 0.0  # in dispatches
+
+    def add(self, count: int) -> None:
+        """Adds `count` samples per pixel (0: a dispatch that adds nothing, to warm the pipeline)."""
+        start = time.perf_counter()
+        self.tracer.dispatch(self.fixed, self.spp, count, self.width, self.height)
+        self.seconds += time.perf_counter() - start
+        self.spp += count
+
+    def result(self) -> RenderResult:
+        """The image and AOVs so far (device to host)."""
+        acc = self.targets["accumulation"].to_numpy()
         n = np.maximum(acc[..., 3:4], 1.0)
-        misc = targets["aovMisc"].to_numpy()
+        misc = self.targets["aovMisc"].to_numpy()
         dropped = int(misc[..., 3].sum())
         valid = np.maximum(acc[..., 3:4] - misc[..., 3:4], 1.0)
         hits = misc[..., 2]
         aovs = {
-            "albedo": targets["aovAlbedo"].to_numpy()[..., :3] / n,
-            "normal": targets["aovNormal"].to_numpy()[..., :3] / n,
+            "albedo": self.targets["aovAlbedo"].to_numpy()[..., :3] / n,
+            "normal": self.targets["aovNormal"].to_numpy()[..., :3] / n,
             "material_id": misc[..., 0].copy(),
             "lod": np.where(hits > 0, misc[..., 1] / np.maximum(hits, 1.0), -1.0).astype(np.float32),
         }
-        return RenderResult(np.ascontiguousarray(acc[..., :3] / valid), aovs, spp, seconds, dropped)
+        return RenderResult(np.ascontiguousarray(acc[..., :3] / valid), aovs, self.spp, self.seconds, dropped)
 
 
 def _mesh_key(spec) -> tuple:
@@ -488,9 +544,8 @@ def _neural_set(device: spy.Device, scene: Scene, assignment: MaterialAssignment
     for path, asset in zip(assignment.assets, assignment.neural_assets):
         if log:
             log(f"loading neural material {path.name}")
-        key = next((o.material.key for o, k, idx in zip(scene.objects, assignment.object_kind,
-                                                        assignment.object_material)
-                    if k == "neural" and idx == len(materials)), "objects")
+        key = next((o.material.key for o, choices in zip(scene.objects, assignment.object_choices)
+                    if choices.get("neural") == len(materials)), "objects")
         try:
             materials.append(NeuralMaterial(device, asset))
         except NeumatError as exc:
@@ -499,12 +554,15 @@ def _neural_set(device: spy.Device, scene: Scene, assignment: MaterialAssignment
 
 
 def prepare_render(device: spy.Device, scene: Scene, mode: str = "per-object",
-                   log: Callable[[str], None] | None = None) -> tuple[PathTracer, LoadStats]:
-    """Everything a scene needs on the device. Raises NeumatError for any problem with its files."""
+                   log: Callable[[str], None] | None = None, switchable: bool = False
+                   ) -> tuple[PathTracer, LoadStats]:
+    """Everything a scene needs on the device. Raises NeumatError for any problem with its files.
+    `switchable` loads both kinds of every object's material where they exist
+    (resolve_materials), so that PathTracer.set_object_kind can flip them."""
     from renderer.materials.reference import MaterialSet, ReferenceMaterial, WalkSettings
 
     stats = LoadStats()
-    assignment = resolve_materials(scene, mode)
+    assignment = resolve_materials(scene, mode, switchable)
     t0 = time.perf_counter()
     meshes, object_mesh = load_meshes(scene)
     stats.meshes = time.perf_counter() - t0

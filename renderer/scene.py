@@ -470,13 +470,19 @@ REFERENCE, NEURAL = "reference", "neural"
 class MaterialAssignment:
     """Which materials a render binds: unique reference files in order, unique neural assets in
     order, and per object its kind ("reference" | "neural", None without a surface) and its index
-    into `files` or `assets` by that kind (None where the object has no surface material)."""
+    into `files` or `assets` by that kind (None where the object has no surface material).
+
+    `object_choices[i]` maps each kind object i can be shown with to its index: only the kind in
+    use, unless the assignment was resolved `switchable`, which binds both where both exist (the
+    viewer and `neumat compare` flip objects between them without recompiling)."""
 
     files: list[Path]
     object_material: list[int | None]
     object_kind: list[str | None] = field(default_factory=list)
     assets: list[Path] = field(default_factory=list)
     neural_assets: list = field(default_factory=list)  # the loaded NeuralAsset of each `assets` entry
+    object_choices: list[dict[str, int]] = field(default_factory=list)
+    unavailable: dict[int, str] = field(default_factory=dict)  # object -> why it has no neural asset
 
     @property
     def has_neural(self) -> bool:
@@ -528,40 +534,55 @@ def _neural_asset_for(ctx: _Ctx, obj: SceneObject, mode: str, cache: dict):
     return path, cache[key]
 
 
-def resolve_materials(scene: Scene, mode: str) -> MaterialAssignment:
+def resolve_materials(scene: Scene, mode: str, switchable: bool = False) -> MaterialAssignment:
     """Picks each object's material for `mode`: per-object (each material's kind), reference (every
     object's material graph) or neural (every object's baked asset: `asset`, else the pre-baked
     NEURAL_ASSET_DIR/<material name>.neumat). Neural assets are loaded and checked here (missing,
-    unreadable, or baked from another version of the material graph: NeumatError naming the object)."""
+    unreadable, or baked from another version of the material graph: NeumatError naming the object).
+
+    `switchable` also binds each object's other kind where it exists: its material graph, and its
+    neural asset when that loads and matches (else `unavailable` says why, and the object stays
+    reference-only)."""
     if mode not in MODES:
         raise NeumatError(f"unknown mode '{mode}' (known: {', '.join(MODES)})")
     ctx = _Ctx(scene.path)
-    files: list[Path] = []
-    assets: list[Path] = []
-    loaded: list = []
+    a = MaterialAssignment([], [])
     cache: dict = {}
-    assignment: list[int | None] = []
-    kinds: list[str | None] = []
-    for obj in scene.objects:
+
+    def bind_file(m: MaterialSpec) -> int:
+        if m.file not in a.files:
+            a.files.append(m.file)
+        return a.files.index(m.file)
+
+    def bind_asset(obj: SceneObject) -> int:
+        path, asset = _neural_asset_for(ctx, obj, mode, cache)
+        if path not in a.assets:
+            a.assets.append(path)
+            a.neural_assets.append(asset)
+        return a.assets.index(path)
+
+    for i, obj in enumerate(scene.objects):
         m = obj.material
+        choices: dict[str, int] = {}
+        a.object_choices.append(choices)
         if m is None:
-            assignment.append(None)
-            kinds.append(None)
+            a.object_material.append(None)
+            a.object_kind.append(None)
             continue
-        use_neural = mode == NEURAL or (mode == "per-object" and m.kind == NEURAL)
-        if use_neural:
-            path, asset = _neural_asset_for(ctx, obj, mode, cache)
-            if path not in assets:
-                assets.append(path)
-                loaded.append(asset)
-            assignment.append(assets.index(path))
-            kinds.append(NEURAL)
-            continue
-        if m.file is None:
+        kind = NEURAL if mode == NEURAL or (mode == "per-object" and m.kind == NEURAL) else REFERENCE
+        if kind == NEURAL:
+            choices[NEURAL] = bind_asset(obj)
+        elif m.file is None:
             raise ctx.error(f"{m.key}.file", "missing: --mode reference needs the reference material graph "
                                              "(.toml) of this neural material")
-        if m.file not in files:
-            files.append(m.file)
-        assignment.append(files.index(m.file))
-        kinds.append(REFERENCE)
-    return MaterialAssignment(files, assignment, kinds, assets, loaded)
+        if switchable or kind == REFERENCE:
+            if m.file is not None:
+                choices[REFERENCE] = bind_file(m)
+            if kind == REFERENCE and switchable:
+                try:
+                    choices[NEURAL] = bind_asset(obj)
+                except NeumatError as exc:
+                    a.unavailable[i] = str(exc)
+        a.object_material.append(choices[kind])
+        a.object_kind.append(kind)
+    return a

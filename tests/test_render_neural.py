@@ -161,3 +161,27 @@ def test_stale_asset(setup, tmp_path):
                  f'material = {{ kind = "neural", asset = "{asset.name}", file = "grey.toml" }}\n')
     with pytest.raises(NeumatError, match=r"objects\[0\]\.material: object 'ball': .*source_hash.*stale.*rebake"):
         resolve_materials(load_scene(path), "per-object")
+
+
+def test_switchable_objects_flip_between_kinds_without_recompiling(device, setup, baked_dir):
+    """A switchable render binds both kinds where they exist: the red object has no pre-baked asset
+    (it stays reference-only and says why); flipping the grey object changes its pixels only, and
+    flipping it back gives the first image again."""
+    s = load_scene(setup["scene"])
+    a = resolve_materials(s, "per-object", switchable=True)
+    assert a.object_choices == [{"reference": 0}, {"neural": 0, "reference": 1}]
+    assert "red.neumat" in a.unavailable[0]
+    tracer, _ = prepare_render(device, s, "per-object", switchable=True)
+    assert tracer.kinds_available(0) == ("reference",) and set(tracer.kinds_available(1)) == {"reference", "neural"}
+    with pytest.raises(NeumatError, match="'left' has no neural material"):
+        tracer.set_object_kind(0, "neural")
+    neural = tracer.render(SPP, 5)
+    tracer.set_object_kind(1, "reference")
+    reference = tracer.render(SPP, 5)
+    ids = reference.aovs["material_id"]
+    left, right = _interior(ids, 0), _interior(ids, 1)
+    np.testing.assert_array_equal(neural.image[left], reference.image[left])
+    assert np.abs(neural.image[right] - reference.image[right]).mean() > 1e-3
+    assert tracer.kinds_for("neural") == ["reference", "neural"]
+    again = tracer.render(SPP, 5, kinds=tracer.kinds_for("neural"))
+    np.testing.assert_array_equal(again.image, neural.image)
