@@ -23,6 +23,7 @@ def _add_display_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from neumat.bake_cmd import add_bake_parser
+    from neumat.compare_cmd import add_compare_parser
     from neumat.material_cmd import add_material_parser
     from neumat.render_cmd import add_render_parser
     from neumat.system_cmd import add_system_parsers
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_material_parser(sub, _add_device_flag, _add_display_flags)
     add_render_parser(sub, _add_device_flag, _add_display_flags)
     add_bake_parser(sub, _add_device_flag)
+    add_compare_parser(sub, _add_device_flag)
     return parser
 
 

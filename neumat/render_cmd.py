@@ -71,16 +71,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise NeumatError(f"--max-depth must be >= 0, got {max_depth}")
     if not 0 <= seed < 2**32:
         raise NeumatError(f"--seed must be in [0, 2^32), got {seed}")
-    cam = scene.camera
-    width, height = args.width, args.height
-    for flag, v in (("--width", width), ("--height", height)):
-        if v is not None and not 1 <= v <= 16384:
-            raise NeumatError(f"{flag} must be in [1, 16384], got {v}")
-    if width and not height:
-        height = max(1, round(width * cam.height / cam.width))
-    elif height and not width:
-        width = max(1, round(height * cam.width / cam.height))
-    width, height = width or cam.width, height or cam.height
+    width, height = scene.camera.image_size(args.width, args.height)
     resolve_materials(scene, args.mode)  # mode errors before any device work
 
     device = create_device(args.device)

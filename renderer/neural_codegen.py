@@ -354,7 +354,7 @@ def set_module_source(name: str, suffix: str, members: Sequence[GeneratedModule]
     add("{")
     add("    public uint id;")
     add("")
-    add(f"    public __init(uint id) {{ this.id = id; }}")
+    add("    public __init(uint id) { this.id = id; }")
     add("")
     add(f"    public typealias LatentTerms = {terms};")
     add("")

@@ -54,6 +54,18 @@ class Camera:
         right = right / np.linalg.norm(right)
         return forward, right, np.cross(right, forward)
 
+    def image_size(self, width: int | None = None, height: int | None = None) -> tuple[int, int]:
+        """The rendered size for optional --width / --height: one given, the other follows the
+        camera's aspect ratio; neither, the camera's own resolution."""
+        for flag, v in (("--width", width), ("--height", height)):
+            if v is not None and not 1 <= v <= MAX_RESOLUTION:
+                raise NeumatError(f"{flag} must be in [1, {MAX_RESOLUTION}], got {v}")
+        if width and not height:
+            height = max(1, round(width * self.height / self.width))
+        elif height and not width:
+            width = max(1, round(height * self.width / self.height))
+        return width or self.width, height or self.height
+
 
 @dataclass
 class EnvironmentSpec:

@@ -56,3 +56,20 @@ def sun_sky_map(width: int = 128, height: int = 64, sun_dir=(0.5, 0.6, 0.62), su
     marker = (np.abs(uu - 0.25) < 0.03) & (np.abs(vv - 0.5) < 0.08)
     env = env + marker[..., None] * np.array([3.0, 0.0, 0.0])
     return env.astype(np.float32)
+
+
+def tiny_asset(path: Path, material_file: Path, seed: int):
+    """An untrained 2x16 neural material (8x8 latents, random weights) of `material_file`, saved
+    as a .neumat asset: cheap stand-ins for baked assets in render, compare and viewer tests."""
+    import torch
+
+    from renderer.materials.graph import load_material
+    from training.export import save_asset
+    from training.model import NeuralMaterial, NeuralMaterialConfig
+
+    torch.manual_seed(seed)
+    model = NeuralMaterial(NeuralMaterialConfig(resolution=8, evaluator="2x16"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return save_asset(path, model, load_material(material_file), {}, {}, {})

@@ -8,31 +8,16 @@ one-time compilation of the neural variant of the pipeline."""
 
 import numpy as np
 import pytest
-import torch
 
 import renderer.scene as scene_module
 from renderer.errors import NeumatError
-from renderer.materials.graph import load_material
 from renderer.pathtracer import prepare_render
 from renderer.scene import load_scene, resolve_materials
-from scene_helpers import camera, diffuse, scene
-from training.export import save_asset
-from training.model import NeuralMaterial as TorchMaterial
-from training.model import NeuralMaterialConfig
+from scene_helpers import camera, diffuse, scene, tiny_asset
 
 pytestmark = pytest.mark.gpu("ray_tracing", "acceleration_structure")
 
 SPP = 4
-
-
-def tiny_asset(path, material_file, seed):
-    """An untrained 2x16 neural material (8x8 latents, random weights) of `material_file`."""
-    torch.manual_seed(seed)
-    model = TorchMaterial(NeuralMaterialConfig(resolution=8, evaluator="2x16"))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-    return save_asset(path, model, load_material(material_file), {}, {}, {})
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from renderer.atomic_files import atomic_output
-from renderer.errors import NeumatError
-from renderer.image_io import srgb_encode, to_display, tonemap, write_image
+from renderer.image_io import to_display, write_image
+from renderer.image_metrics import display_exposure, flip_error, psnr
+from renderer.image_panels import enlarge, figure, save_png
 from renderer.materials import reference as ref
 from renderer.materials.graph import Material
 from renderer.neural_asset import MANIFEST_NAME
@@ -85,7 +86,6 @@ HELDOUT_STREAM = 0x68656C64  # mixed into the seed: the held-out stream is not t
 PATCH_STREAM = 0x70617463
 LEVEL_RATE = math.log(2.0)  # held-out level = floor(Exp(rate)) clamped: level l with probability 2^-(l+1)
 RELATIVE_EPS = 0.01  # the denominators' offset in relative L1 / relative MSE
-DISPLAY_KEY = 0.18  # the PNG exposure maps the reference's log-average luminance to this
 
 Target = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 
@@ -103,66 +103,6 @@ def error_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
             "log_l1": float(np.mean(np.abs(np.log1p(np.maximum(y, 0)) - np.log1p(np.maximum(t, 0))))),
             "rel_mse": float(np.mean(d * d / (t * t + RELATIVE_EPS))),
             "mean_target": float(np.mean(t)), "mean_prediction": float(np.mean(y)), "count": int(len(t))}
-
-
-def luminance(image: np.ndarray) -> np.ndarray:
-    return image[..., 0] * 0.2126 + image[..., 1] * 0.7152 + image[..., 2] * 0.0722
-
-
-def _check_image(name: str, image: np.ndarray, shape: tuple | None = None) -> np.ndarray:
-    image = np.ascontiguousarray(image, dtype=np.float32)
-    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-        raise ValueError(f"{name}: expected an HxWx3 image, got shape {image.shape}")
-    if shape is not None and image.shape != shape:
-        raise ValueError(f"{name}: shape {image.shape} != reference {shape}")
-    if not np.all(np.isfinite(image)):
-        raise ValueError(f"{name}: has non-finite pixels")
-    if image.min() < 0:
-        raise ValueError(f"{name}: has negative pixels (min {image.min():.3g}); HDR-FLIP needs values >= 0")
-    return image
-
-
-def flip_error(reference: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, float]:
-    """HDR-FLIP of linear float32 HxWx3 images: (magma-coloured error map HxWx3 in [0, 1], mean).
-
-    The inputs are checked first (the flip module ends the process on inputs it rejects), then both
-    are scaled so the reference's peak luminance is 1: FLIP picks its exposure range from the
-    reference, so a common scale leaves the result unchanged, and it keeps an almost black reference
-    from an empty exposure range (another exit). An all-black reference is compared at exposure 0."""
-    try:
-        import flip_evaluator as flip
-    except ImportError:
-        raise NeumatError("the bake report needs NVIDIA FLIP: install it with "
-                          "pip install flip-evaluator==1.7") from None
-    reference = _check_image("reference", reference)
-    test = _check_image("test", test, reference.shape)
-    peak = float(luminance(reference).max())
-    params = {}
-    if peak > 0:
-        scale = np.float32(1.0 / peak)
-        reference, test = reference * scale, test * scale
-    else:
-        params = {"startExposure": 0.0, "stopExposure": 0.0}
-    error_map, mean, _ = flip.evaluate(reference, test, "HDR", applyMagma=True, parameters=params)
-    return np.asarray(error_map, np.float32), float(mean)
-
-
-def display_exposure(reference: np.ndarray) -> float:
-    """Exposure (stops) mapping the log-average luminance to DISPLAY_KEY, in half stops."""
-    y = luminance(reference)
-    y = y[y > 0]
-    if y.size == 0:
-        return 0.0
-    key = math.exp(float(np.mean(np.log(y.astype(np.float64) + 1e-8))))
-    return float(np.clip(round(2 * math.log2(DISPLAY_KEY / key)) / 2, -16, 16))
-
-
-def psnr(reference: np.ndarray, test: np.ndarray, exposure: float = 0.0) -> float:
-    """PSNR in dB of the displayed images (exposure, ACES, sRGB, values in [0, 1]); inf when equal."""
-    a = srgb_encode(tonemap(reference, exposure)).astype(np.float64)
-    b = srgb_encode(tonemap(test, exposure)).astype(np.float64)
-    mse = float(np.mean((a - b) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
 # --- flat patches ---------------------------------------------------------------------------------
@@ -317,42 +257,14 @@ def heldout_error(model: NeuralMaterial, reference: ref.ReferenceMaterial, n: in
 
 # --- images ---------------------------------------------------------------------------------------
 
-def _font(size: int):
-    from PIL import ImageFont
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
-
-
 def side_by_side(reference: np.ndarray, neural: np.ndarray, error_map: np.ndarray, exposure: float,
                  title: str, subtitle: str, captions: tuple[str, str, str]):
     """A PIL image: a two-line header, then reference | neural | FLIP map with a caption above each."""
-    from PIL import Image, ImageDraw
-
     h, w = reference.shape[:2]
     scale = max(1, math.ceil(MIN_DISPLAY_PIXELS / max(h, w)))
     panels = [to_display(reference, exposure), to_display(neural, exposure),
               np.round(np.clip(error_map, 0, 1) * 255).astype(np.uint8)]
-    panels = [np.repeat(np.repeat(p, scale, axis=0), scale, axis=1) for p in panels]
-    ph, pw = h * scale, w * scale
-    gap, margin, header, caption = 8, 10, 52, 24
-    width = 3 * pw + 2 * gap + 2 * margin
-    height = header + caption + ph + margin
-    img = Image.new("RGB", (width, height), (24, 24, 24))
-    draw = ImageDraw.Draw(img)
-    draw.text((margin, 6), title, fill=(255, 255, 255), font=_font(18))
-    draw.text((margin, 30), subtitle, fill=(200, 200, 200), font=_font(14))
-    for k, (panel, text) in enumerate(zip(panels, captions)):
-        x = margin + k * (pw + gap)
-        draw.text((x, header + 3), text, fill=(230, 230, 230), font=_font(14))
-        img.paste(Image.fromarray(panel, "RGB"), (x, header + caption))
-    return img
-
-
-def _save_png(img, path: Path) -> None:
-    with atomic_output(path) as tmp:
-        img.save(tmp, format="PNG")
+    return figure([[(enlarge(p, scale), c) for p, c in zip(panels, captions)]], title, subtitle)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -405,7 +317,7 @@ def bake_report(model: NeuralMaterial, reference: ref.ReferenceMaterial, materia
                     f"display: {exposure:+.1f} EV, ACES, sRGB")
         captions = (f"reference ({used} walks, noise FLIP {noise:.3f})", f"neural ({model.config.evaluator})",
                     "FLIP error (black 0, yellow 1)")
-        _save_png(side_by_side(ref_img, nn_img, error_map, exposure, title, subtitle, captions), png)
+        save_png(side_by_side(ref_img, nn_img, error_map, exposure, title, subtitle, captions), png)
         write_image(out_dir / f"flat_{cfg.name}_reference.exr", ref_img)
         write_image(out_dir / f"flat_{cfg.name}_neural.exr", nn_img)
         configs.append({
