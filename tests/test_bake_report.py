@@ -3,14 +3,13 @@ the reference, FLIP and PSNR, and the files a bake leaves for people to read."""
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from renderer.image_metrics import flip_error, psnr
 from renderer.materials import reference as ref
 from renderer.materials.graph import evaluate_parameters
 from renderer.paths import ASSET_DIR
@@ -75,36 +74,11 @@ def test_bake_report_writes_images_and_numbers(tmp_path, model, reference, mater
 
 def test_flip_and_psnr_of_identical_images(reference):
     img = rp.flat_patch_reference(reference, rp.FLAT_PATCH_CONFIGS[0], n_walks=4)
-    error_map, mean = rp.flip_error(img, img)
+    error_map, mean = flip_error(img, img)
     assert mean == 0.0 and error_map.shape == img.shape
-    assert rp.psnr(img, img) == math.inf
-    assert rp.psnr(img, img * 1.1) < 60
-    assert 0 < rp.flip_error(img, img * 1.5)[1] < 1
-
-
-@pytest.mark.parametrize("bad, message", [
-    (lambda a: a[:8], "shape"), (lambda a: np.where(a > a.mean(), np.nan, a), "non-finite"),
-    (lambda a: a - 1.0, "negative"), (lambda a: a[..., :2], "HxWx3")])
-def test_flip_rejects_bad_inputs_without_exiting(bad, message):
-    a = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
-    with pytest.raises(ValueError, match=message):
-        rp.flip_error(a, bad(a))
-
-
-def test_flip_survives_black_references():
-    """Raw flip_evaluator ends the process on a near-black reference; flip_error must not (so run
-    it in a child process)."""
-    code = """
-import numpy as np
-from training.report import flip_error
-dim = np.full((16, 16, 3), 1e-30, np.float32)
-black = np.zeros((16, 16, 3), np.float32)
-print(flip_error(dim, dim * 0.5)[1], flip_error(black, black)[1], flip_error(black, black + 1)[1])
-"""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
-    dim, black, black_vs_one = map(float, done.stdout.split())
-    assert 0 < dim < 1 and black == 0 and black_vs_one > 0.5
+    assert psnr(img, img) == math.inf
+    assert psnr(img, img * 1.1) < 60
+    assert 0 < flip_error(img, img * 1.5)[1] < 1
 
 
 def test_flat_patch_reference_orientation(reference, material):
