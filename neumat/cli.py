@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from neumat.compare_cmd import add_compare_parser
     from neumat.material_cmd import add_material_parser
     from neumat.render_cmd import add_render_parser
+    from neumat.view_cmd import add_view_parser
     from neumat.system_cmd import add_system_parsers
 
     parser = argparse.ArgumentParser(prog="neumat", description="Neural appearance models: bake layered "
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_system_parsers(sub, _add_device_flag, _add_display_flags)
     add_material_parser(sub, _add_device_flag, _add_display_flags)
     add_render_parser(sub, _add_device_flag, _add_display_flags)
+    add_view_parser(sub, _add_device_flag, _add_display_flags)
     add_bake_parser(sub, _add_device_flag)
     add_compare_parser(sub, _add_device_flag)
     return parser

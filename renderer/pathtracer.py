@@ -352,6 +352,26 @@ class PathTracer:
             "width": w, "height": h, "cosRotation": math.cos(rot), "sinRotation": math.sin(rot),
             "present": 1 if env is not None else 0}
 
+    def set_environment(self, rotation_degrees: float, intensity: float) -> None:
+        """The viewer's environment controls: the rotation about +y in degrees (replacing the scene
+        file's `rotation`) and a factor on the loaded radiance (which already includes the scene's
+        `intensity`; 1 shows the scene as written). The rotation goes to accumulators created from
+        now on; the radiance buffer changes in place, so restart accumulation after a call. The
+        sampling tables stay: the distribution does not change when the radiance is scaled, and the
+        shader rotates directions before it looks them up."""
+        if self.environment is None:
+            raise NeumatError(f"{self.scene.path.name}: the scene has no environment to rotate or scale")
+        if not (math.isfinite(intensity) and intensity >= 0.0) or not math.isfinite(rotation_degrees):
+            raise NeumatError(f"environment: rotation must be finite and intensity >= 0, got "
+                              f"{rotation_degrees}, {intensity}")
+        rot = math.radians(rotation_degrees)
+        # A new dict: accumulators made earlier keep theirs.
+        self.environment_uniform = {**self.environment_uniform, "cosRotation": math.cos(rot),
+                                    "sinRotation": math.sin(rot)}
+        radiance = self.environment.radiance * np.float32(intensity)
+        alpha = np.ones(radiance.shape[:2] + (1,), np.float32)
+        self._env_buffers[0].copy_from_numpy(np.ascontiguousarray(np.concatenate([radiance, alpha], axis=2)))
+
     # --- rendering --------------------------------------------------------------------------
     def compile(self) -> float:
         """Compiles the pipeline and runs one empty dispatch: software drivers compile shader code

@@ -16,7 +16,9 @@ if ! grep -q 'VERSION_CODENAME=bookworm' /etc/os-release 2>/dev/null; then
 fi
 
 # --- system packages -------------------------------------------------------------------------
-SYSTEM_PACKAGES=(python3 python3-venv python3-dev g++ libvulkan1 xvfb xauth libgl1 libegl1 libgl1-mesa-dri)
+# libxrandr2 .. libxinerama1: the X11 extension libraries GLFW (the viewer's window) opens at start.
+SYSTEM_PACKAGES=(python3 python3-venv python3-dev g++ libvulkan1 xvfb xauth libgl1 libegl1 libgl1-mesa-dri
+                 libxrandr2 libxi6 libxcursor1 libxinerama1)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
