@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The README's first command: install what is missing, then run neumat on its built-in default:
-# the device report, the test image, and the built-in stage scene path-traced headless (the
-# interactive viewer will take this place where a display is available).
+# the device report, then the viewer on the stage scene (neural materials from assets/neural/)
+# where an X display is available, or the stage path-traced headless with neural materials where
+# it is not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install.sh
 mkdir -p out
 .venv/bin/neumat sysinfo
-.venv/bin/neumat render-test -o out/render-test.png
-.venv/bin/neumat render stage --spp 16 -o out/stage.png
-echo "Open out/render-test.png and out/stage.png to see the results."
+if [ -n "${DISPLAY:-}" ]; then
+  exec .venv/bin/neumat view stage --screenshot-dir out
+fi
+echo "No display: rendering the stage headless (neumat view needs one; try xvfb-run -a neumat view)."
+.venv/bin/neumat render stage --mode neural --spp 16 -o out/stage.png
+echo "Open out/stage.png to see the result."
