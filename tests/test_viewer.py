@@ -48,7 +48,10 @@ def display():
     if xvfb is None:
         pytest.skip("Xvfb is not installed (tools/install.sh installs the xvfb package)")
     read, write = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+    # -noreset: by default Xvfb resets when its last client disconnects, and a window opened during
+    # the reset fails ("Failed to open display"); every test opens and closes its own.
+    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp",
+                             "-noreset"],
                             pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write)
     number = b""
