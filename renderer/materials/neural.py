@@ -315,7 +315,7 @@ def evaluate(material: NeuralMaterial, uv, wi, wo, lod, n_walks: int | None = No
 
 def sample(material: NeuralMaterial, uv, wi, lod, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One sample per query: wo [N, 3], weight = eval / pdf [N, 3], pdf [N] (0 marks a failed sample:
-    wi or the sampled wo at or below the surface)."""
+    wo not on wi's side of the surface, or wi in it). Two-sided: wi below gives the mirror image."""
     out = run_queries(material, "sample", 7, _queries(uv, wi, None, lod), seed)
     return out[:, :3], out[:, 3:6], out[:, 6]
 
