@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from neumat.render_cmd import sampling_options
 from renderer.errors import NeumatError
 
 IMAGE_SUFFIXES = (".exr", ".png")
@@ -122,13 +123,7 @@ def compare_scene(args: argparse.Namespace) -> int:
 
     wall = time.perf_counter()
     scene = load_scene(args.inputs[0])
-    spp = scene.render.spp if args.spp is None else args.spp
-    max_depth = scene.render.max_depth if args.max_depth is None else args.max_depth
-    seed = scene.render.seed if args.seed is None else args.seed
-    if spp < 1:
-        raise NeumatError(f"--spp must be >= 1, got {spp}")
-    if max_depth < 0:
-        raise NeumatError(f"--max-depth must be >= 0, got {max_depth}")
+    spp, max_depth, seed = sampling_options(scene, args)
     assignment = resolve_materials(scene, "reference", switchable=True)
     missing = [f"{scene.objects[i].name}: {why}" for i, why in assignment.unavailable.items()]
     if missing:

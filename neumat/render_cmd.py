@@ -47,6 +47,20 @@ def write_aov(path: Path, name: str, data) -> None:
     write_image(path, srgb_decode(np.clip(display, 0.0, 1.0)).astype(np.float32), tonemapper="clamp")
 
 
+def sampling_options(scene, args: argparse.Namespace) -> tuple[int, int, int]:
+    """(spp, max depth, seed): --spp, --max-depth and --seed over the scene's [render] values, checked."""
+    spp = scene.render.spp if args.spp is None else args.spp
+    max_depth = scene.render.max_depth if args.max_depth is None else args.max_depth
+    seed = scene.render.seed if args.seed is None else args.seed
+    if spp < 1:
+        raise NeumatError(f"--spp must be >= 1, got {spp}")
+    if max_depth < 0:
+        raise NeumatError(f"--max-depth must be >= 0, got {max_depth}")
+    if not 0 <= seed < 2**32:
+        raise NeumatError(f"--seed must be in [0, 2^32), got {seed}")
+    return spp, max_depth, seed
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -62,15 +76,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     aovs = list(AOVS) if "all" in (args.aov or []) else list(dict.fromkeys(args.aov or []))
     for name in aovs:
         check_output_path(aov_path(out, name))
-    spp = scene.render.spp if args.spp is None else args.spp
-    max_depth = scene.render.max_depth if args.max_depth is None else args.max_depth
-    seed = scene.render.seed if args.seed is None else args.seed
-    if spp < 1:
-        raise NeumatError(f"--spp must be >= 1, got {spp}")
-    if max_depth < 0:
-        raise NeumatError(f"--max-depth must be >= 0, got {max_depth}")
-    if not 0 <= seed < 2**32:
-        raise NeumatError(f"--seed must be in [0, 2^32), got {seed}")
+    spp, max_depth, seed = sampling_options(scene, args)
     width, height = scene.camera.image_size(args.width, args.height)
     resolve_materials(scene, args.mode)  # mode errors before any device work
 
