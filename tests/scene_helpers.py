@@ -38,6 +38,27 @@ def camera(position=(0.0, 1.0, 4.0), target=(0.0, 0.0, 0.0), fov=40.0, size=(32,
             f"resolution = {list(size)}\n")
 
 
+def two_spheres(size, right_material: str, fov: float = 35.0, spread: float = 1.3, render: str = "") -> str:
+    """A scene body: two spheres side by side under a white constant environment, the left one in
+    red.toml, the right one in `right_material` (a TOML value); `render`: a [render] table's lines."""
+    return camera(position=(0, 0, 6), fov=fov, size=size) + f"""
+[environment]
+type = "constant"
+color = 1
+{"[render]" + chr(10) + render if render else ""}
+[[objects]]
+name = "left"
+mesh = {{ shape = "sphere", radius = 0.8 }}
+translate = [{-spread}, 0, 0]
+material = "red.toml"
+[[objects]]
+name = "right"
+mesh = {{ shape = "sphere", radius = 0.8 }}
+translate = [{spread}, 0, 0]
+material = {right_material}
+"""
+
+
 def sun_sky_map(width: int = 128, height: int = 64, sun_dir=(0.5, 0.6, 0.62), sun_radiance: float = 30.0,
                 sun_sharpness: float = 0.004, sky: float = 1.0) -> np.ndarray:
     """An equirect map (environment.slang's mapping): blue sky, brown ground, a soft sun of

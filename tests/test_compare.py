@@ -13,7 +13,7 @@ import renderer.scene as scene_module
 from neumat.cli import main
 from renderer.compare import BACKGROUND, checked_image, error_maps, metrics, worst_crop
 from renderer.image_io import read_image, write_image
-from scene_helpers import camera, diffuse, scene, tiny_asset
+from scene_helpers import diffuse, scene, tiny_asset, two_spheres
 
 
 def images(seed: int = 0, size=(40, 60)) -> np.ndarray:
@@ -155,24 +155,7 @@ def test_non_finite_pixels_warn_and_compare(tmp_path, capsys):
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["warnings"]
 
 
-SCENE = camera(position=(0, 0, 6), fov=35, size=(36, 24)) + """
-[environment]
-type = "constant"
-color = 1
-[render]
-spp = 4
-max_depth = 2
-[[objects]]
-name = "left"
-mesh = { shape = "sphere", radius = 0.8 }
-translate = [-1.3, 0, 0]
-material = "red.toml"
-[[objects]]
-name = "right"
-mesh = { shape = "sphere", radius = 0.8 }
-translate = [1.3, 0, 0]
-material = "grey.toml"
-"""
+SCENE = two_spheres((36, 24), '"grey.toml"', render="spp = 4\nmax_depth = 2")
 
 
 @pytest.mark.gpu("ray_tracing", "acceleration_structure")

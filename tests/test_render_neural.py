@@ -13,7 +13,7 @@ import renderer.scene as scene_module
 from renderer.errors import NeumatError
 from renderer.pathtracer import prepare_render
 from renderer.scene import load_scene, resolve_materials
-from scene_helpers import camera, diffuse, scene, tiny_asset
+from scene_helpers import camera, diffuse, scene, tiny_asset, two_spheres
 
 pytestmark = pytest.mark.gpu("ray_tracing", "acceleration_structure")
 
@@ -33,23 +33,8 @@ def setup(tmp_path_factory):
     return {"root": root, "scene": path, "baked": baked}
 
 
-SCENE_BODY = camera(position=(0, 0, 6), fov=35, size=(24, 16)) + """
-[environment]
-type = "constant"
-color = 1
-[render]
-max_depth = 1
-[[objects]]
-name = "left"
-mesh = { shape = "sphere", radius = 0.8 }
-translate = [-1.3, 0, 0]
-material = "red.toml"
-[[objects]]
-name = "right"
-mesh = { shape = "sphere", radius = 0.8 }
-translate = [1.3, 0, 0]
-material = { kind = "neural", asset = "baked/grey.neumat", file = "grey.toml" }
-"""
+SCENE_BODY = two_spheres((24, 16), '{ kind = "neural", asset = "baked/grey.neumat", file = "grey.toml" }',
+                         render="max_depth = 1")
 
 
 @pytest.fixture

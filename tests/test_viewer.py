@@ -18,27 +18,12 @@ from PIL import Image
 import renderer.scene as scene_module
 from neumat.cli import main
 from renderer.scene import NEURAL, REFERENCE
-from scene_helpers import camera, diffuse, scene
-from test_render_neural import tiny_asset
+from scene_helpers import diffuse, scene, tiny_asset, two_spheres
 
 pytestmark = pytest.mark.gpu("ray_tracing", "acceleration_structure")
 
 WINDOW = (960, 540)
-SCENE_BODY = camera(position=(0, 0, 6), fov=30, size=(64, 40)) + """
-[environment]
-type = "constant"
-color = 1
-[[objects]]
-name = "left"
-mesh = { shape = "sphere", radius = 0.8 }
-translate = [-1.1, 0, 0]
-material = "red.toml"
-[[objects]]
-name = "right"
-mesh = { shape = "sphere", radius = 0.8 }
-translate = [1.1, 0, 0]
-material = { kind = "neural", asset = "grey.neumat", file = "grey.toml" }
-"""
+SCENE_BODY = two_spheres((64, 40), '{ kind = "neural", asset = "grey.neumat", file = "grey.toml" }', fov=30, spread=1.1)
 
 
 @pytest.fixture(scope="module")
