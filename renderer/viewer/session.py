@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import renderer.scene as scene_module
-from renderer.atomic_files import atomic_output
+from renderer import image_panels
 from renderer.errors import NeumatError
 from renderer.image_io import check_output_path, to_display, write_image
 from renderer.image_metrics import ldr_flip_error
@@ -76,8 +76,7 @@ def save_png(path: str | Path, pixels: np.ndarray) -> Path:
     from PIL import Image
 
     path = check_output_path(path, (".png",))
-    with atomic_output(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(pixels, np.uint8), "RGB").save(tmp, format="PNG")
+    image_panels.save_png(Image.fromarray(np.ascontiguousarray(pixels, np.uint8), "RGB"), path)
     return path
 
 
