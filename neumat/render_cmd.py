@@ -82,7 +82,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     device = create_device(args.device)
     log = (lambda msg: print(f"  {msg}", file=sys.stderr)) if args.verbose else None
-    tracer, load = prepare_render(device, scene, args.mode, log=log)
+    tracer, load = prepare_render(device, scene, args.mode, log=log, mlp=args.mlp)
     tracer.compile()
     compile_seconds = COMPILE_STATS.seconds  # every Slang program of this process (studio table included)
     with tqdm(total=spp, unit="spp", desc=f"render {scene.name}", leave=False, file=sys.stderr) as bar:
@@ -96,7 +96,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     load_seconds = load.meshes + load.materials + load.environment + load.build
     print(f"wrote {', '.join(written)}: {scene.name}, {width}x{height}, {spp} spp, max depth {max_depth}, "
           f"mode {args.mode}, {len(tracer.material_names)} material(s), {load.triangles} triangles, "
-          f"on {device.info.adapter_name}")
+          f"on {device.info.adapter_name}" + (f", neural MLP path {tracer.neural_set.mlp}" if tracer.neural_set else ""))
     if result.dropped_samples:
         print(f"warning: {result.dropped_samples} samples had non-finite values and were left out",
               file=sys.stderr)
@@ -105,6 +105,11 @@ def cmd_render(args: argparse.Namespace) -> int:
           f"compile {compile_seconds:.1f} s, render {result.seconds:.2f} s = {result.ms_per_spp:.1f} ms/spp "
           f"({result.samples_per_second / 1e6:.2f} M samples/s), total {time.perf_counter() - wall:.1f} s")
     return 0
+
+
+# renderer/materials/neural.py MLP_PATHS without importing slangpy for --help; tests/test_cli.py keeps
+# them equal.
+MLP_CHOICES = ("auto", "coopvec", "loop")
 
 
 def add_render_parser(sub, add_device_flag, add_display_flags) -> None:
@@ -128,6 +133,9 @@ def add_render_parser(sub, add_device_flag, add_display_flags) -> None:
     p.add_argument("--aov", action="append", choices=AOV_CHOICES, default=None, metavar="NAME",
                    help=f"also write an AOV beside the image as OUT.NAME.EXT ({', '.join(AOV_CHOICES)}); "
                         "repeatable")
+    p.add_argument("--mlp", choices=MLP_CHOICES, default="auto",
+                   help="neural decoders' code path: coopvec (tensor cores; needs the device feature "
+                        "cooperative_vector), loop (plain shader arithmetic), or auto (coopvec where available)")
     p.add_argument("-v", "--verbose", action="store_true", help="report loading steps")
     add_display_flags(p)
     add_device_flag(p)

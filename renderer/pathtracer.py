@@ -552,7 +552,7 @@ def _placeholder_material(device: spy.Device):
 
 
 def _neural_set(device: spy.Device, scene: Scene, assignment: MaterialAssignment,
-                log: Callable[[str], None] | None = None):
+                log: Callable[[str], None] | None = None, mlp: str = "auto"):
     """The NeuralMaterialSet of the scene's neural materials (None without any). It always has its
     own generated set module (also for one material), so the path tracer constructs its networks
     as NEURAL_SET_NETWORKS(id)."""
@@ -567,18 +567,20 @@ def _neural_set(device: spy.Device, scene: Scene, assignment: MaterialAssignment
         key = next((o.material.key for o, choices in zip(scene.objects, assignment.object_choices)
                     if choices.get("neural") == len(materials)), "objects")
         try:
-            materials.append(NeuralMaterial(device, asset))
+            materials.append(NeuralMaterial(device, asset, mlp=mlp))
         except NeumatError as exc:
             raise NeumatError(f"{scene.path.name}: {key}: {exc}") from None
     return NeuralMaterialSet(device, materials, mlp=materials[0].mlp)
 
 
 def prepare_render(device: spy.Device, scene: Scene, mode: str = "per-object",
-                   log: Callable[[str], None] | None = None, switchable: bool = False
+                   log: Callable[[str], None] | None = None, switchable: bool = False, mlp: str = "auto"
                    ) -> tuple[PathTracer, LoadStats]:
     """Everything a scene needs on the device. Raises NeumatError for any problem with its files.
     `switchable` loads both kinds of every object's material where they exist
-    (resolve_materials), so that PathTracer.set_object_kind can flip them."""
+    (resolve_materials), so that PathTracer.set_object_kind can flip them. `mlp` picks the neural
+    decoders' code path (renderer/materials/neural.py MLP_PATHS): 'auto' takes CoopVec where the
+    device has it."""
     from renderer.materials.reference import MaterialSet, ReferenceMaterial, WalkSettings
 
     stats = LoadStats()
@@ -601,7 +603,7 @@ def prepare_render(device: spy.Device, scene: Scene, mode: str = "per-object",
     if not materials:
         materials.append(_placeholder_material(device))
     material_set = MaterialSet(device, materials, walk)
-    neural_set = _neural_set(device, scene, assignment, log)
+    neural_set = _neural_set(device, scene, assignment, log, mlp)
     stats.materials = time.perf_counter() - t0
     t0 = time.perf_counter()
     environment = load_environment(device, scene.environment, where=f"{scene.path.name}: environment")

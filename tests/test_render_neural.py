@@ -155,3 +155,36 @@ def test_switchable_objects_flip_between_kinds_without_recompiling(device, setup
     assert tracer.kinds_for("neural") == ["reference", "neural"]
     again = tracer.render(SPP, 5, kinds=tracer.kinds_for("neural"))
     np.testing.assert_array_equal(again.image, neural.image)
+
+
+@pytest.mark.gpu("cooperative_vector")
+def test_coopvec_and_loop_paths_render_the_same_image(device, setup):
+    """The tensor-core (CoopVec) decoders and the plain-loop ones are two codings of one fp16
+    network: a whole path-traced frame with either matches to fp16 rounding, with the same random
+    numbers (the loop path accumulates in fp32, CoopVec in the matrix unit's precision)."""
+    s = load_scene(setup["scene"])
+    loop = prepare_render(device, s, "per-object", mlp="loop")[0]
+    coop = prepare_render(device, s, "per-object", mlp="coopvec")[0]
+    assert (loop.neural_set.mlp, coop.neural_set.mlp) == ("loop", "coopvec")
+    a, b = loop.render(64, 5), coop.render(64, 5)
+    neural = _interior(a.aovs["material_id"], 1)
+    assert neural.sum() > 10
+    np.testing.assert_array_equal(a.aovs["material_id"], b.aovs["material_id"])
+    rel = np.abs(a.image[neural] - b.image[neural]).mean() / a.image[neural].mean()
+    assert rel < 0.01, rel
+
+
+def test_coopvec_without_the_feature_is_one_clear_error(device, setup):
+    from renderer.device import REPORTED_FEATURES
+
+    if device.has_feature(REPORTED_FEATURES["cooperative_vector"]):
+        pytest.skip("this device has cooperative vectors")
+    with pytest.raises(NeumatError, match="grey.neumat.*cooperative_vector.*loop"):
+        prepare_render(device, load_scene(setup["scene"]), "per-object", mlp="coopvec")
+
+
+def test_render_cli_offers_every_mlp_path():
+    from neumat.render_cmd import MLP_CHOICES
+    from renderer.materials.neural import MLP_PATHS
+
+    assert MLP_CHOICES == MLP_PATHS
