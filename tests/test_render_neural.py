@@ -79,8 +79,9 @@ def test_per_object_and_reference_modes(device, setup):
     left, right = _interior(ids, 0), _interior(ids, 1)
     assert left.sum() > 10 and right.sum() > 10
     # The reference object is shaded by the same code with the same random numbers in both modes
-    # (max_depth 1: no light reaches it by way of the neural object).
-    np.testing.assert_array_equal(r1.image[left], ref.image[left])
+    # (max_depth 1: no light reaches it by way of the neural object). Bit-exact on lavapipe; the
+    # NVIDIA driver compiles the two pipelines differently and differs in the last bit (seen: 1.2e-7).
+    np.testing.assert_allclose(r1.image[left], ref.image[left], rtol=1e-5, atol=1e-6)
     # The untrained neural material is not the grey diffuse graph.
     assert np.abs(r1.image[right] - ref.image[right]).mean() > 1e-3
 
