@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need an NVIDIA GPU, in one run (CI has none, so these are run by hand):
 #   1. GPU bakes of every bundled material, in the background, default settings but a fixed time
-#      budget (GPU_BAKE_MINUTES each; all six share the GPU), into $OUT/baked/;
+#      budget (GPU_BAKE_MINUTES each; all six share the GPU, which gave each about 4100 iterations in
+#      3 minutes on an H200), into $OUT/baked/;
 #   2. meanwhile, the tests that exercise the device's own code paths: CoopVec against loop
 #      decoders (tests/test_neural_slang.py, tests/test_render_neural.py), device selection;
 #   3. after the bakes, side by side in one quiet run: the stage at 1920x1080 with reference
@@ -66,7 +67,9 @@ for mode in reference neural-loop neural-coopvec; do
         -o "$OUT/stage-$mode.png"
 done
 for mlp in loop coopvec; do
-    step "bench_shading $mlp" 90 python tools/bench_shading.py --mlp "$mlp" --json "$OUT/bench_shading_$mlp.json"
+    # N = 25 takes the loop path minutes to compile (each material's weights are its code).
+    step "bench_shading $mlp" 120 python tools/bench_shading.py --mlp "$mlp" --scalability 1,8 --repeats 5 \
+        --json "$OUT/bench_shading_$mlp.json"
 done
 echo "== total $(( SECONDS - START )) s" | tee -a "$LOG"
 grep -E "^== |ms/spp|passed|failed|error" "$LOG" | tail -n 40
