@@ -6,6 +6,9 @@ Assets are untrained (random) tiny NeuralMaterials of tiny material graphs, save
 training.export.save_asset; the images are 24x16 at a few samples per pixel, so the cost is the
 one-time compilation of the neural variant of the pipeline."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -182,6 +185,18 @@ def test_coopvec_without_the_feature_is_one_clear_error(device, setup):
         pytest.skip("this device has cooperative vectors")
     with pytest.raises(NeumatError, match="grey.neumat.*cooperative_vector.*loop"):
         prepare_render(device, load_scene(setup["scene"]), "per-object", mlp="coopvec")
+
+
+def test_render_cli_coopvec_without_the_feature_exits_2(device, setup, tmp_path):
+    from renderer.device import REPORTED_FEATURES
+
+    if device.has_feature(REPORTED_FEATURES["cooperative_vector"]):
+        pytest.skip("this device has cooperative vectors")
+    out = tmp_path / "x.png"
+    r = subprocess.run([sys.executable, "-m", "neumat", "render", str(setup["scene"]), "--mlp", "coopvec",
+                        "--spp", "1", "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "cooperative_vector" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
 
 
 def test_render_cli_offers_every_mlp_path():
