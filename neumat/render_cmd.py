@@ -96,7 +96,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     load_seconds = load.meshes + load.materials + load.environment + load.build
     print(f"wrote {', '.join(written)}: {scene.name}, {width}x{height}, {spp} spp, max depth {max_depth}, "
           f"mode {args.mode}, {len(tracer.material_names)} material(s), {load.triangles} triangles, "
-          f"on {device.info.adapter_name}" + (f", neural MLP path {tracer.neural_set.mlp}" if tracer.neural_set else ""))
+          f"on {device.info.adapter_name}"
+          + (f", neural MLP path {tracer.neural_set.mlp}" if tracer.neural_set else ""))
     if result.dropped_samples:
         print(f"warning: {result.dropped_samples} samples had non-finite values and were left out",
               file=sys.stderr)
@@ -107,8 +108,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-# renderer/materials/neural.py MLP_PATHS without importing slangpy for --help; tests/test_cli.py keeps
-# them equal.
+# renderer/materials/neural.py MLP_PATHS without importing slangpy for --help;
+# tests/test_render_neural.py keeps them equal.
 MLP_CHOICES = ("auto", "coopvec", "loop")
 
 
