@@ -178,20 +178,15 @@ def test_coopvec_and_loop_paths_render_the_same_image(device, setup):
     assert rel < 0.01, rel
 
 
-def test_coopvec_without_the_feature_is_one_clear_error(device, setup):
+def test_coopvec_without_the_feature_is_one_clear_error(device, setup, tmp_path):
+    """In the API a NeumatError naming the object's asset, the feature and the way out; on the command
+    line exit 2 with that message and no image."""
     from renderer.device import REPORTED_FEATURES
 
     if device.has_feature(REPORTED_FEATURES["cooperative_vector"]):
         pytest.skip("this device has cooperative vectors")
     with pytest.raises(NeumatError, match="grey.neumat.*cooperative_vector.*loop"):
         prepare_render(device, load_scene(setup["scene"]), "per-object", mlp="coopvec")
-
-
-def test_render_cli_coopvec_without_the_feature_exits_2(device, setup, tmp_path):
-    from renderer.device import REPORTED_FEATURES
-
-    if device.has_feature(REPORTED_FEATURES["cooperative_vector"]):
-        pytest.skip("this device has cooperative vectors")
     out = tmp_path / "x.png"
     r = subprocess.run([sys.executable, "-m", "neumat", "render", str(setup["scene"]), "--mlp", "coopvec",
                         "--spp", "1", "-o", str(out)], capture_output=True, text=True)
