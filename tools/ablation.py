@@ -1,5 +1,5 @@
-"""What each part of the neural material buys, like the paper's ablation table (DESIGN.md sec. 5:
-plain decoder 0.239, + encoder 0.196, + learned frames 0.082 FLIP): every variant baked with the same
+"""What each part of the neural material buys, like the paper's ablation table (docs/ablation.md;
+the paper: plain decoder 0.239, + encoder 0.196, + learned frames 0.082 FLIP): every variant baked with the same
 iterations, batch, seed and evaluator, then measured by the bake report (held-out error and
 flat-patch FLIP). Writes docs/ablation.md.
 

@@ -1,4 +1,4 @@
-"""Online training batches from the reference layered material (DESIGN.md sec. 5).
+"""Online training batches from the reference layered material (docs/design.md, 'Training').
 
 Every batch is drawn fresh from the reference BSDF on the Vulkan device, so the network never sees
 the same sample twice and a bake needs no dataset on disk. A batch of N samples holds:

@@ -1,4 +1,4 @@
-"""Learned shading frames (DESIGN.md sec. 5): a bias-free linear layer maps the latent to two
+"""Learned shading frames (docs/design.md, 'Neural model'): a bias-free linear layer maps the latent to two
 perturbed frames in which the evaluator sees wi and wo, so mesoscale normal and tangent detail need
 not be learned by the evaluator itself (the paper's ablation: FLIP 0.196 -> 0.082 with them).
 

@@ -1,4 +1,4 @@
-"""The latent texture: a trainable mip pyramid of C-channel latent vectors (DESIGN.md sec. 5).
+"""The latent texture: a trainable mip pyramid of C-channel latent vectors (docs/design.md, 'Neural model').
 
 Every level is its own parameter, trained for the BRDF filtered over its footprint rather than
 downsampled from level 0, so coarse levels are free variables like the finest one.

@@ -1,7 +1,7 @@
-"""A neural material (DESIGN.md sec. 5): latent pyramid + learned shading frames + evaluator +
+"""A neural material (docs/design.md, 'Neural model'): latent pyramid + learned shading frames + evaluator +
 importance sampler, with the optional encoder of the encoder phase.
 
-Directions are in the shading frame (DESIGN.md sec. 3). Methods taking (uv, lod) look the latent up
+Directions are in the shading frame (docs/design.md, 'Conventions'). Methods taking (uv, lod) look the latent up
 in the pyramid, each call with its own stochastic level pick; the *_from_latent methods take a latent
 directly (from one shared lookup, or from the encoder while it is being trained). A `generator`
 passed for the level pick must live on the inputs' device.

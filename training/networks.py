@@ -1,4 +1,4 @@
-"""The paper's MLPs (DESIGN.md sec. 5): the encoder that turns layer parameters into latents and the
+"""The paper's MLPs (docs/design.md, 'Neural model'): the encoder that turns layer parameters into latents and the
 evaluator that decodes a latent and two directions into RGB f * cos; plus the flat weight layout
 the asset export and the generated Slang decoders read.
 

@@ -1,4 +1,4 @@
-"""The learned importance sampler (DESIGN.md sec. 5): a small MLP decodes (latent, wi) once per hit
+"""The learned importance sampler (docs/design.md, 'Neural model'): a small MLP decodes (latent, wi) once per hit
 into an analytic two-lobe mixture whose sample and pdf are both closed-form.
 
 Lobes (directions in the shading frame, z = normal; the mixture is a density over the whole sphere):

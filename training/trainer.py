@@ -1,4 +1,4 @@
-"""Training a NeuralMaterial against its reference (DESIGN.md sec. 5), in two phases:
+"""Training a NeuralMaterial against its reference (docs/design.md, 'Training'), in two phases:
 
 1. Encoder phase. The encoder maps the filtered parameter vector at each sample's (uv, level) to a
    latent; encoder, learned frames, evaluator and sampler train together. The encoder shares what
