@@ -1,4 +1,4 @@
-"""`neumat render SCENE`: path-trace a scene file (the README, "Scenes") to EXR or PNG.
+"""`neumat render SCENE`: path-trace a scene file (docs/scenes.md) to EXR or PNG.
 
 Everything that can be wrong with the input (the scene file, the files it names, the options, the
 output path) is checked before the first sample, so a failing command writes nothing.
@@ -118,7 +118,7 @@ def add_render_parser(sub, add_device_flag, add_display_flags) -> None:
     from renderer.scene import MODES
 
     p = sub.add_parser("render", help="path-trace a scene (TOML) with reference or neural materials",
-                       description="Path-trace a scene file (see the README's Scenes section) or a built-in scene "
+                       description="Path-trace a scene file (see docs/scenes.md) or a built-in scene "
                                    "(material_ball, teapot, stage).")
     p.add_argument("scene", metavar="SCENE", help="a scene .toml file or the name of a built-in scene")
     p.add_argument("-o", "--output", default=None, help="output .png or .exr (default: SCENE-NAME.png here)")

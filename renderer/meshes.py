@@ -1,11 +1,11 @@
 """Triangle meshes for scenes: built-in procedural shapes, OBJ/glTF files through trimesh, and the
 per-vertex attributes the path tracer needs (positions, normals, uvs, tangents).
 
-Conventions (the README, "Scenes")
+Conventions (docs/scenes.md)
 - World space is y-up. Every mesh carries per-vertex normals, uvs and tangents; the tangent's w is
   the handedness: bitangent = w * cross(normal, tangent), and (tangent, bitangent, normal) follows
   (dP/du, dP/dv, n), right-handed (w = +1) wherever the uv layout is not mirrored.
-- uv follows the README, "Material graphs": texel row 0 at v near 0. Files store uvs with v running up
+- uv follows docs/materials.md, "Conventions": texel row 0 at v near 0. Files store uvs with v running up
   from the image's bottom (OBJ's convention; trimesh converts glTF to it), so loaders use 1 - v: an
   image texture then appears upright as in the modelling tool.
 - Missing normals are computed (area-weighted, welded by position so uv seams do not crease the

@@ -1,7 +1,7 @@
 """Neural material assets: the versioned on-disk format `neumat bake` writes and the renderer loads.
 
 An asset is a directory `<name>.neumat/` holding `manifest.json` and plain `.npy` arrays (numpy's
-own format: loadable with `np.load(path)` alone, no pickles). the README, "Neural material assets" describes every
+own format: loadable with `np.load(path)` alone, no pickles). docs/assets.md describes every
 file and manifest key; the short version:
 
 - `<network>_fp32.npy` / `<network>_fp16.npy`: one flat float vector per network (`frames`,

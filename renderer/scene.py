@@ -1,4 +1,4 @@
-"""Scene files (TOML): loading and validation; the README's "Scenes" section documents the format.
+"""Scene files (TOML): loading and validation; docs/scenes.md documents the format.
 
 `load_scene` parses and checks everything that can be checked without a device: every key, value
 range and referenced file (meshes, material graphs, environment maps). A mistake gives one

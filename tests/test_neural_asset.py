@@ -1,4 +1,4 @@
-"""The neural asset format (renderer/neural_asset.py, the README, "Neural material assets") and its writer and
+"""The neural asset format (renderer/neural_asset.py, docs/assets.md) and its writer and
 reader in training/export.py: exact save -> load round trips, the documented layout read with numpy
 alone, one named error per kind of damage, and saves that never leave half-written assets."""
 
@@ -98,7 +98,7 @@ def test_manifest_records_the_bake(tmp_path, material):
 
 
 def test_layout_readable_with_numpy_alone(tmp_path, material):
-    """the README, "Neural material assets"'s recipe: the evaluator and the frames run from the .npy files and the
+    """docs/assets.md, "Reading an asset with numpy alone": the evaluator and the frames run from the .npy files and the
     manifest's offsets, without neumat, match the torch model."""
     model = trained_like()
     path = save(tmp_path, material, model)

@@ -77,7 +77,7 @@ def write_table(names: list[str]) -> str:
         "## Pre-baked neural materials: bake results", "",
         "Written by `tools/bake_all.py` from the assets in `assets/neural/` (each asset's `manifest.json` "
         "and `report/report.json`; the report's images are in `report/`). Every material baked with "
-        "`neumat bake`'s defaults (see the README: 256 x 256 latents, 2x32 evaluator, "
+        "`neumat bake`'s defaults (see [baking.md](baking.md): 256 x 256 latents, 2x32 evaluator, "
         "learned frames, encoder phase then fine-tuning) on the development machine: 2 CPU cores shared "
         "with other jobs, torch on 1 thread, the reference on Mesa lavapipe.", "",
         "- **bake time**: the whole `neumat bake` (setup, training, bake report, export); training alone in "

@@ -1,4 +1,4 @@
-"""Writing a trained NeuralMaterial as a neural asset (renderer/neural_asset.py, the README, "Neural material assets")
+"""Writing a trained NeuralMaterial as a neural asset (renderer/neural_asset.py, docs/assets.md)
 and rebuilding the torch model from one.
 
 `save_asset` writes every file into a temporary sibling directory and renames it into place, so an

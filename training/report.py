@@ -1,6 +1,6 @@
 """The bake report: how well a trained neural material matches its reference.
 
-Two measurements (the README, "Neural material assets", "The bake report"):
+Two measurements (docs/baking.md, "The bake report"):
 
 1. Held-out error on queries training never drew: fresh (uv, wi, wo, level) from training's
    distribution but a random stream of its own, compared with training's target (the reference at

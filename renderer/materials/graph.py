@@ -1,4 +1,4 @@
-"""Material graphs: a TOML file of texture nodes and a layer stack (the README, "Material graphs"), parsed
+"""Material graphs: a TOML file of texture nodes and a layer stack (docs/materials.md), parsed
 and checked into a `Material`, then evaluated to the per-texel parameter vector of layout.py.
 
 Every problem in a file is reported as one NeumatError naming the file and the key path, e.g.

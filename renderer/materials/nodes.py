@@ -1,7 +1,7 @@
 """Texture node types of the material graph: each turns its fields (and the outputs of the nodes it
 references) into a texture sampled at the texel centres of an N x N grid over uv in [0, 1)^2.
 
-Conventions every node keeps (the README, "Material graphs" states them for users):
+Conventions every node keeps (docs/materials.md, "Conventions" states them for users):
 - Texel (i, j) is row i, column j; its centre is (u, v) = ((j + 0.5) / N, (i + 0.5) / N): u runs
   along columns (x), v along rows (y), row 0 is v near 0. An image file maps onto uv as stored:
   its first (top) row at v = 0, no flip.
