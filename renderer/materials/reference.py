@@ -30,6 +30,9 @@ CHUNK = 1 << 20   # queries per dispatch
 SHEEN_TABLE_SIZE = 32  # layered.slang SHEEN_TABLE_SIZE
 RECORD_UINTS = 1 + 2 * MAX_LAYERS + 3  # layered.slang MaterialRecord: LayerStack + 3 uints
 
+TERM_TOP, TERM_CONNECT, TERM_FOLLOW = 1, 2, 4  # layered.slang TERM_*
+TERM_ALL = TERM_TOP | TERM_CONNECT | TERM_FOLLOW
+
 _BUFFER_USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.unordered_access
 _sheen_tables: dict[int, spy.Buffer] = {}
 
@@ -41,13 +44,16 @@ class WalkSettings:
     n_walks: int = 1         # walks averaged by one eval()
     max_depth: int = 32      # scattering vertices per walk after entering the top
     roulette_depth: int = 3  # Russian roulette once a walk is this many vertices past the entry
+    terms: int = TERM_ALL    # eval()'s terms (layered.slang TERM_*); fewer only to measure them apart
+    plain: bool = False      # the plain estimator (presence drawn per walk, no QMC): the tests' reference
 
     def __post_init__(self) -> None:
-        if self.n_walks < 1 or self.max_depth < 1 or self.roulette_depth < 0:
+        if self.n_walks < 1 or self.max_depth < 1 or self.roulette_depth < 0 or not 0 < self.terms <= TERM_ALL:
             raise ValueError(f"invalid walk settings {self}")
 
     def uniform(self) -> dict:
-        return {"nWalks": self.n_walks, "maxDepth": self.max_depth, "rouletteDepth": self.roulette_depth}
+        return {"nWalks": self.n_walks, "maxDepth": self.max_depth, "rouletteDepth": self.roulette_depth,
+                "terms": self.terms, "plainWalks": int(self.plain)}
 
 
 def sheen_albedo_table(device: spy.Device) -> spy.Buffer:
@@ -209,12 +215,14 @@ def _run(material: ReferenceMaterial, entry: str, out_width: int, queries: np.nd
     return out
 
 
-def evaluate(material: ReferenceMaterial, uv, wi, wo, lod, n_walks: int | None = None, seed: int = 0
-             ) -> np.ndarray:
+def evaluate(material: ReferenceMaterial, uv, wi, wo, lod, n_walks: int | None = None, seed: int = 0,
+             walk: WalkSettings | None = None) -> np.ndarray:
     """eval(wi, wo) = f * |cos theta_o| at each query, averaged over n_walks random walks
-    (default: the material's WalkSettings). uv [N, 2], wi/wo [N, 3] in the shading frame,
-    lod scalar or [N]. Returns [N, 3] float32."""
-    walk = material.walk if n_walks is None else replace(material.walk, n_walks=n_walks)
+    (default: the walk settings', which default to the material's). uv [N, 2], wi/wo [N, 3] in the
+    shading frame, lod scalar or [N]. Returns [N, 3] float32."""
+    walk = walk or material.walk
+    if n_walks is not None:
+        walk = replace(walk, n_walks=n_walks)
     return _run(material, "evaluateKernel", 3, _queries(uv, wi, wo, lod), seed, walk)
 
 
