@@ -400,6 +400,24 @@ def _trimesh_parts(path: Path) -> list[tuple[dict, np.ndarray]]:
     return parts
 
 
+def _check_finite(positions: np.ndarray, faces: np.ndarray, normals, uvs, where: str) -> None:
+    """Vertices that triangles use must be finite in float32 (a NaN or inf vertex makes the
+    acceleration structure drop the whole mesh, valid triangles too). Unused vertices may be anything."""
+    if faces.size and (faces.min() < 0 or faces.max() >= len(positions)):
+        raise NeumatError(f"{where}: a face refers to vertex {int(faces.max())}, but there are {len(positions)}")
+    used = np.unique(faces)
+    for what, values in (("position", positions), ("normal", normals), ("texture coordinate", uvs)):
+        if values is None or len(values) != len(positions):
+            continue
+        v = np.asarray(values, np.float64)[used]
+        bad = ~np.all(np.isfinite(v.astype(np.float32)), axis=1)
+        if np.any(bad):
+            first = int(used[np.argmax(bad)])
+            raise NeumatError(f"{where}: vertex {first} (counting from 0) has a non-finite {what} "
+                              f"{np.asarray(values, np.float64)[first].tolist()} ({int(bad.sum())} such vertices "
+                              "in all); fix or remove them in the modelling tool")
+
+
 def load_mesh_file(path: str | Path, uv_projection: str = "none", where: str = "mesh") -> Mesh:
     """An OBJ, glTF or GLB file as one Mesh (all its parts, node transforms applied).
     Raises NeumatError (prefixed by `where`) for unreadable files and missing uvs."""
@@ -424,7 +442,9 @@ def load_mesh_file(path: str | Path, uv_projection: str = "none", where: str = "
         normals = None if normals is None or len(normals) != len(pos) else np.asarray(normals, np.float64)
         visual = geom.get("visual")
         uv = getattr(visual, "uv", None) if visual is not None else None
+        _check_finite(pos, faces, normals, uv, f"{where}: {path.name}")
         pos = pos @ matrix[:3, :3].T + matrix[:3, 3]
+        _check_finite(pos, faces, None, None, f"{where}: {path.name} (with its node transforms)")
         if normals is not None:
             normals = normals @ np.linalg.inv(matrix[:3, :3])  # inverse transpose, applied to rows
         if normals is None:

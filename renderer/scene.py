@@ -17,6 +17,7 @@ import numpy as np
 
 from renderer.errors import NeumatError
 from renderer.meshes import MESH_EXTENSIONS, SHAPES, UV_PROJECTIONS
+from renderer.numbers import check_number
 from renderer.paths import ASSET_DIR
 
 SCENE_DIR = ASSET_DIR / "scenes"
@@ -158,23 +159,17 @@ class _Ctx:
 
     def number(self, value, key: str, lo: float | None = None, hi: float | None = None,
                lo_open: bool = False, hi_open: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.error(key, f"must be a finite number, got {value!r}")
-        v = float(value)
-        if lo is not None and (v < lo or (lo_open and v == lo)):
-            raise self.error(key, f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
-        if hi is not None and (v > hi or (hi_open and v == hi)):
-            raise self.error(key, f"must be {'<' if hi_open else '<='} {hi:g}, got {v:g}")
-        return v
+        try:
+            return float(check_number(value, -math.inf if lo is None else lo, math.inf if hi is None else hi,
+                                      lo_open=lo_open, hi_open=hi_open))
+        except ValueError as e:
+            raise self.error(key, str(e)) from None
 
     def integer(self, value, key: str, lo: int | None = None, hi: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"must be an integer, got {value!r}")
-        if lo is not None and value < lo:
-            raise self.error(key, f"must be >= {lo}, got {value}")
-        if hi is not None and value > hi:
-            raise self.error(key, f"must be <= {hi}, got {value}")
-        return value
+        try:
+            return check_number(value, -math.inf if lo is None else lo, math.inf if hi is None else hi, integer=True)
+        except ValueError as e:
+            raise self.error(key, str(e)) from None
 
     def vector(self, value, key: str, n: int, lo: float | None = None, scalar_ok: bool = False) -> np.ndarray:
         if scalar_ok and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -137,8 +137,8 @@ def _bad_scene(tmp_path, objects: str, cam: str | None = None, extra: str = "") 
     ("missing_mesh", "bad.toml: objects[0].mesh: no such file"),
     ("unknown_shape", "bad.toml: objects[0].mesh: 'spere' is neither a built-in shape"),
     ("up_parallel", "bad.toml: camera.up: [0.0, 1.0, 0.0] is parallel to the view direction"),
-    ("fov_zero", "bad.toml: camera.fov: must be > 0"),
-    ("fov_large", "bad.toml: camera.fov: must be < 180"),
+    ("fov_zero", "bad.toml: camera.fov: must be in (0, 180), got 0"),
+    ("fov_large", "bad.toml: camera.fov: must be in (0, 180), got 180"),
     ("fov_tiny", "bad.toml: camera.fov: vertical field of view must be in [0.5, 170]"),
     ("unknown_field", "bad.toml: objects[0].materail: unknown field for an object (did you mean 'material'?)"),
     ("neural_object", "bad.toml: objects[0].material: object 'object0' has no baked neural asset"),
@@ -227,3 +227,31 @@ material = "grey.toml"
         with pytest.raises(NeumatError, match=r"scene.toml: objects\[0\].material: (--mode neural: )?object 'object0' has no baked "
                                               "neural asset at .*baked.grey; bake it with"):
             resolve_materials(s, mode)
+
+
+@pytest.mark.parametrize("body, key", [
+    ('[[objects]]\nmesh = "sphere"\nemission = 1e300\n', "objects[0].emission"),
+    ('[[objects]]\nmesh = "sphere"\nrotate = [0, 1e300, 0]\n', "objects[0].rotate[1]"),
+    ('[[objects]]\nmesh = { shape = "sphere", radius = 1e39 }\n', "objects[0].mesh.radius"),
+    ('[environment]\ntype = "constant"\nintensity = 1e300\n[[objects]]\nmesh = "sphere"\n', "environment.intensity"),
+    ('[[lights]]\nposition = [0, 1e300, 0]\n[[objects]]\nmesh = "sphere"\n', "lights[0].position[1]"),
+])
+def test_numbers_that_overflow_float32_name_file_and_field(tmp_path, body, key):
+    """Finite as Python floats, infinite as the GPU's float32: an error, not a black render."""
+    path = scene(tmp_path, camera() + body, "big")
+    with pytest.raises(NeumatError) as info:
+        load_scene(path)
+    assert str(info.value).startswith(f"big.toml: {key}: must be finite in 32-bit"), str(info.value)
+
+
+def test_a_mesh_with_a_nan_vertex_names_the_file_and_the_vertex(tmp_path, capsys):
+    """One NaN vertex used to make the whole mesh vanish silently, valid triangles too."""
+    (tmp_path / "quad.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 nan\nvt 0 0\nvt 1 0\nvt 0 1\nvt 1 1\n"
+                                       "f 1/1 2/2 3/3\nf 2/2 4/4 3/3\n")
+    with pytest.raises(NeumatError, match=r"m: quad.obj: vertex 3 .*non-finite position \[1.0, 1.0, nan\]"):
+        load_mesh_file(tmp_path / "quad.obj", where="m")
+    name = _bad_scene(tmp_path, '[[objects]]\nmesh = "quad.obj"\nmaterial = "grey.toml"\n')
+    before = set(tmp_path.iterdir())
+    code, err = _run([tmp_path / name, "-o", tmp_path / "out.png", "--spp", 1], capsys)
+    assert code == 2 and "bad.toml: objects[0].mesh: quad.obj: vertex 3" in err, err
+    assert err.count("\n") == 1 and set(tmp_path.iterdir()) == before

@@ -20,7 +20,8 @@ import numpy as np
 from renderer.errors import NeumatError
 from renderer.materials.layout import BOTTOM_TYPES, LAYER_TYPES, MAX_LAYERS, StackLayout
 from renderer.materials.nodes import (
-    NODE_TYPES, REQUIRED, Grid, NodeRef, NodeType, SpecError, check_number, parse_input)
+    NODE_TYPES, REQUIRED, Grid, NodeRef, NodeType, SpecError, parse_input)
+from renderer.numbers import check_number
 from renderer.materials.pyramid import build_pyramid  # noqa: F401  (the evaluation API, importable from here)
 
 DEFAULT_RESOLUTION = 512
@@ -28,6 +29,9 @@ MAX_RESOLUTION = 8192
 # Node outputs may overshoot a parameter's range by float rounding (a mix of values in [0, 1]);
 # beyond this they are an error, within it they are clamped.
 RANGE_TOLERANCE = 1e-5
+MAX_IOR = 10.0  # diamond 2.42, germanium ~4
+MAX_THICKNESS = 1e4  # with absorption 1e-3 (a clear glaze) still nearly opaque
+MAX_ABSORPTION = 1e4
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,10 @@ PARAM_RULES: dict[str, ParamRule] = {
     "alpha_u": ParamRule(1, 0, 1),
     "alpha_v": ParamRule(1, 0, 1),
     "rotation": ParamRule(1, kind="angle"),
-    "ior": ParamRule(1, 1, math.inf),
-    "thickness": ParamRule(1, 0, math.inf),
-    "absorption": ParamRule(3, 0, math.inf),
+    # Upper bounds well past physical values, so that the BSDF's arithmetic stays finite in float32.
+    "ior": ParamRule(1, 1, MAX_IOR),
+    "thickness": ParamRule(1, 0, MAX_THICKNESS),
+    "absorption": ParamRule(3, 0, MAX_ABSORPTION),
 }
 assert {p for t in LAYER_TYPES.values() for p, _ in t.params} <= PARAM_RULES.keys(), \
     "layout.py has a parameter without a rule in PARAM_RULES"
@@ -233,8 +238,11 @@ def _parse_param(raw: object, param: str, key: str, nodes: dict[str, Node]) -> V
         if value.shape[0] != 3 or value[2] <= 0:
             raise SpecError(key, f"must be [x, y, z] with z > 0 (tangent space, z out of the surface), got {raw}")
         return value / np.linalg.norm(value)
-    if np.any(value < rule.lo) or np.any(value > rule.hi):
-        raise SpecError(key, f"must be {_range_text(rule)}, got {_format_values(value)}")
+    for v in value:
+        try:
+            check_number(float(v), rule.lo, rule.hi)
+        except ValueError as e:
+            raise SpecError(key, str(e) if value.shape[0] == 1 else f"{e} (in {_format_values(value)})") from None
     return value
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from renderer.numbers import check_number
+
 REQUIRED = object()  # marks a field without a default
 
 
@@ -61,36 +63,16 @@ def _fmt(value: object) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_number(value: object, lo: float = -math.inf, hi: float = math.inf, integer: bool = False) -> float:
-    """`value` as a finite number in [lo, hi] (an int when `integer`), else ValueError."""
-    what = "an integer" if integer else "a number"
-    if not _is_number(value) or (integer and not isinstance(value, int)):
-        raise ValueError(f"must be {what}, got {_fmt(value)}")
-    if not math.isfinite(value):
-        raise ValueError(f"must be finite, got {value}")
-    if value < lo or value > hi:
-        if hi == math.inf:
-            raise ValueError(f"must be >= {lo:g}, got {value:g}")
-        if lo == -math.inf:
-            raise ValueError(f"must be <= {hi:g}, got {value:g}")
-        raise ValueError(f"must be in [{lo:g}, {hi:g}], got {value:g}")
-    return value
-
-
 def parse_constant(value: object, accepts: str = "a number or [r, g, b]") -> np.ndarray:
-    """A number or [r, g, b] (finite) as a float32 array of shape (1,) or (3,)."""
-    if _is_number(value):
-        values = [value]
-    elif isinstance(value, list) and len(value) == 3 and all(_is_number(v) for v in value):
-        values = value
-    else:
+    """A number or [r, g, b] (finite in float32) as a float32 array of shape (1,) or (3,)."""
+    values = value if isinstance(value, list) and len(value) == 3 else [value]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise ValueError(f"must be {accepts}, got {_fmt(value)}")
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"must be finite, got {_fmt(value)}")
+    for v in values:
+        try:
+            check_number(v)
+        except ValueError as e:
+            raise ValueError(f"{e} (in {_fmt(value)})" if len(values) == 3 else str(e)) from None
     return np.array(values, np.float32)
 
 
