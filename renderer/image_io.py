@@ -5,6 +5,8 @@ atomic (renderer/atomic_files.py): never a half-written image under the requeste
 """
 
 import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from renderer.atomic_files import atomic_output
 from renderer.errors import NeumatError
 
 IMAGE_EXTENSIONS = (".exr", ".png")
+MAX_IMAGE_PIXELS = 16384 * 8192  # a 16k equirectangular map: 2 GiB as float32 RGBA
 
 
 def srgb_encode(linear: np.ndarray) -> np.ndarray:
@@ -52,10 +55,13 @@ def to_display(linear: np.ndarray, exposure: float = 0.0, tonemapper: str = "ace
 
 
 def check_output_path(path: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> Path:
-    """Fails early (before any rendering) on an unknown extension or a missing folder."""
+    """Fails early (before any rendering) on an unknown extension, a missing folder or a folder
+    where the file should be."""
     path = Path(path)
     if path.suffix.lower() not in extensions:
         raise NeumatError(f"{path}: unknown image extension '{path.suffix}' (use {' or '.join(extensions)})")
+    if path.is_dir():
+        raise NeumatError(f"{path}: is a folder; give an image file name (e.g. {path / ('image' + extensions[0])})")
     if not path.parent.is_dir():
         raise NeumatError(f"{path}: the folder '{path.parent}' does not exist")
     if not os.access(path.parent, os.W_OK):
@@ -87,31 +93,76 @@ def write_image(path: str | Path, image: np.ndarray, exposure: float = 0.0, tone
     return path
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Linear float32 HxWx3 from .exr (as stored) or .png (sRGB-decoded)."""
+def _check_size(path: Path, width: int, height: int) -> None:
+    """Before decoding: a header may claim any size (a 100000x100000 PNG is a few hundred bytes)."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise NeumatError(f"{path}: the image claims {width}x{height} pixels, more than the "
+                          f"{MAX_IMAGE_PIXELS:,} (16384x8192) neumat reads")
+
+
+def _read_exr(path: Path) -> np.ndarray:
     import OpenEXR
+
+    with OpenEXR.File(str(path), header_only=True) as f:
+        (x0, y0), (x1, y1) = f.header()["dataWindow"]
+    _check_size(path, int(x1) - int(x0) + 1, int(y1) - int(y0) + 1)
+    with OpenEXR.File(str(path), separate_channels=True) as f:
+        ch = {name: np.asarray(c.pixels, dtype=np.float32) for name, c in f.channels().items()}
+    if all(c in ch for c in "RGB"):
+        rgb = np.stack([ch["R"], ch["G"], ch["B"]], axis=2)
+    elif "Y" in ch:
+        rgb = np.repeat(ch["Y"][..., None], 3, axis=2)
+    else:
+        raise NeumatError(f"{path}: no R, G, B or Y channels (found {', '.join(sorted(ch)) or 'none'})")
+    alpha = ch.get("A", np.ones(rgb.shape[:2], np.float32))[..., None]
+    return np.concatenate([rgb, alpha], axis=2)
+
+
+def _read_png(path: Path, srgb: bool) -> np.ndarray:
     from PIL import Image
 
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":  # before Pillow's own, larger limit
+        _check_size(path, *struct.unpack(">II", head[16:24]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # within our limit
+        with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit greyscale: convert("RGB") would clip it
+                grey = np.asarray(im, dtype=np.float64) / 65535.0
+                px = np.repeat(grey[..., None], 3, axis=2)
+                alpha = np.ones(grey.shape + (1,))
+            else:
+                px = np.asarray(im.convert("RGBA"), dtype=np.float64) / 255.0
+                px, alpha = px[..., :3], px[..., 3:]
+    if srgb:
+        px = srgb_decode(px)
+    return np.concatenate([px, alpha], axis=2).astype(np.float32)
+
+
+def read_rgba(path: str | Path, srgb: bool = True) -> np.ndarray:
+    """float32 HxWx4 (alpha 1 where the file has none) from .exr (linear, as stored) or .png (8 or
+    16 bit, colour or grey; sRGB-decoded when `srgb`, else the stored values in [0, 1]).
+
+    Every image input goes through here: environment maps, the material image node, compare.
+    Anything wrong with the file (missing, unknown type, more than MAX_IMAGE_PIXELS, a decoder's
+    error of any kind) is one NeumatError naming it; pixel values are not judged here."""
     path = Path(path)
     if not path.is_file():
         raise NeumatError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        raise NeumatError(f"{path}: unknown image extension '{path.suffix}' (use .exr or .png)")
     try:
-        if suffix == ".exr":
-            with OpenEXR.File(str(path)) as f:
-                channels = f.channels()
-                if "RGB" in channels:
-                    return _rgb(channels["RGB"].pixels)
-                if "RGBA" in channels:
-                    return _rgb(channels["RGBA"].pixels)
-                if "Y" in channels:
-                    y = np.asarray(channels["Y"].pixels, dtype=np.float32)
-                    return np.repeat(y[..., None], 3, axis=2)
-                raise NeumatError(f"{path}: no RGB, RGBA or Y channels (found {', '.join(channels)})")
-        if suffix == ".png":
-            with Image.open(path) as im:
-                data = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-            return srgb_decode(data).astype(np.float32)
-    except (RuntimeError, OSError) as exc:
-        raise NeumatError(f"{path}: cannot read the image ({exc})") from exc
-    raise NeumatError(f"{path}: unknown image extension '{path.suffix}' (use .exr or .png)")
+        return _read_exr(path) if suffix == ".exr" else _read_png(path, srgb)
+    except NeumatError:
+        raise
+    except MemoryError:
+        raise NeumatError(f"{path}: not enough memory to read the image") from None
+    except Exception as exc:  # decoders raise many types (OSError, ValueError, SyntaxError, zlib.error ...)
+        raise NeumatError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Linear float32 HxWx3 from .exr (as stored) or .png (sRGB-decoded): read_rgba without alpha."""
+    return np.ascontiguousarray(read_rgba(path)[..., :3])

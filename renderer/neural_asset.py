@@ -239,6 +239,31 @@ def _check_network(where: _Where, doc: dict, name: str, inputs: int, hidden: lis
     return NetworkLayout(name, inputs, outputs, size, str(output), tuple(layers))
 
 
+def _check_npy_header(where: _Where, file: str, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """The header's shape and dtype against the manifest's, and the file's size against them,
+    before np.load allocates what the header claims (4e12 elements: 7 TiB)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f".npy format version {version[0]}.{version[1]} (neumat writes 1.0)")
+            header_shape, fortran, header_dtype = read_header(f)
+            data_start = f.tell()
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError) as e:
+        raise where.error(file, None, f"not a readable .npy array ({e})") from None
+    if tuple(header_shape) != shape:
+        raise where.error(file, "shape", f"{tuple(header_shape)} != manifest {shape}")
+    if header_dtype != dtype:
+        raise where.error(file, "dtype", f"{header_dtype.str} != manifest {dtype.name} (little-endian)")
+    if fortran:
+        raise where.error(file, None, "a Fortran-ordered array; neumat writes C order")
+    expected = data_start + math.prod(shape) * dtype.itemsize
+    if path.stat().st_size != expected:
+        raise where.error(file, None, f"{path.stat().st_size} bytes, but its header describes {expected}")
+
+
 def _load_array(where: _Where, doc: dict, file: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     entry = doc["files"].get(file) if isinstance(doc.get("files"), dict) else None
     if not isinstance(entry, dict):
@@ -252,16 +277,11 @@ def _load_array(where: _Where, doc: dict, file: str, shape: tuple[int, ...], dty
     path = where.dir / file
     if not path.is_file():
         raise where.error(file, None, "missing")
+    _check_npy_header(where, file, path, shape, dtype)
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise where.error(file, None, f"not a readable .npy array ({e})") from None
-    if not isinstance(arr, np.ndarray):
-        raise where.error(file, None, "not a single .npy array")
-    if arr.shape != shape:
-        raise where.error(file, "shape", f"{arr.shape} != manifest {shape}")
-    if arr.dtype != dtype:
-        raise where.error(file, "dtype", f"{arr.dtype.str} != manifest {dtype.name} (little-endian)")
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         first = np.argwhere(~np.isfinite(arr))[0].tolist()

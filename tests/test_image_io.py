@@ -65,3 +65,68 @@ def test_written_images_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def png_claiming(path, width: int, height: int):
+    """A valid small PNG whose header (IHDR) then claims width x height: a few hundred bytes."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_16_bit_grey_png_keeps_its_values(tmp_path):
+    """convert("RGB") clipped 16-bit grey to white: environment maps and compare inputs read white."""
+    from PIL import Image
+
+    from renderer.image_io import read_rgba
+
+    Image.fromarray(np.full((3, 5), 16384, np.uint16)).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode.startswith("I")
+    np.testing.assert_allclose(read_rgba(tmp_path / "grey16.png", srgb=False)[..., :3], 16384 / 65535, rtol=1e-6)
+    rgb = read_image(tmp_path / "grey16.png")
+    assert rgb.shape == (3, 5, 3)
+    np.testing.assert_allclose(rgb, srgb_decode(np.float64(16384 / 65535)), rtol=1e-5)
+
+
+def test_a_png_claiming_a_huge_size_is_one_clear_error(tmp_path, capsys):
+    """100000 x 100000 ended in Pillow's DecompressionBombError traceback (environments, compare)."""
+    from neumat.cli import main
+
+    bomb = png_claiming(tmp_path / "bomb.png", 100000, 100000)
+    with pytest.raises(NeumatError, match=r"bomb.png: the image claims 100000x100000 pixels"):
+        read_image(bomb)
+    write_image(tmp_path / "ok.png", np.zeros((4, 4, 3), np.float32))
+    assert main(["compare", str(bomb), str(tmp_path / "ok.png"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "claims 100000x100000" in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_a_png_claiming_a_size_between_our_limit_and_pillows_is_refused(tmp_path):
+    bomb = png_claiming(tmp_path / "big.png", 12000, 12000)  # 144 M pixels: Pillow only warns
+    with pytest.raises(NeumatError, match="claims 12000x12000"):
+        read_image(bomb)
+
+
+def test_existing_folder_as_output_fails_before_writing(tmp_path):
+    (tmp_path / "out.png").mkdir()
+    with pytest.raises(NeumatError, match="out.png: is a folder"):
+        write_image(tmp_path / "out.png", np.zeros((2, 2, 3), np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"] and not any((tmp_path / "out.png").iterdir())
+
+
+def test_the_material_image_node_reads_through_the_same_reader(tmp_path):
+    from renderer.materials.graph import load_material
+
+    png_claiming(tmp_path / "bomb.png", 100000, 100000)
+    (tmp_path / "m.toml").write_text('[material]\nname = "m"\n[nodes.img]\ntype = "image"\nfile = "bomb.png"\n'
+                                     '[[layers]]\ntype = "diffuse"\nalbedo = "img"\n')
+    with pytest.raises(NeumatError, match=r"^m.toml: nodes.img.file: .*bomb.png: the image claims 100000x100000"):
+        load_material(tmp_path / "m.toml")

@@ -205,6 +205,11 @@ DAMAGE = {
                     "tiny.neumat/latents_fp16_level0.npy: shape: (16, 16, 4) != manifest (16, 16, 8)"),
     "wrong dtype": (lambda p: rewrite_array(p, latents_file(1, "fp32"), np.zeros((8, 8, 8), np.float64)),
                     "tiny.neumat/latents_fp32_level1.npy: dtype: <f8 != manifest float32"),
+    # A header that claims 4e12 elements: np.load allocated 16 TB (a MemoryError traceback).
+    "huge header": (lambda p: _npy_header_only(p / weights_file("evaluator", "fp32"), (4_000_000_000_000,)),
+                    "tiny.neumat/evaluator_fp32.npy: shape: (4000000000000,) != manifest"),
+    "truncated": (lambda p: _truncate(p / weights_file("sampler", "fp32")),
+                  "tiny.neumat/sampler_fp32.npy: "),
     "not npy": (lambda p: (p / weights_file("evaluator", "fp32")).write_bytes(b"garbage"),
                 "tiny.neumat/evaluator_fp32.npy: not a readable .npy array"),
     "non-finite weights": (lambda p: rewrite_array(p, weights_file("evaluator", "fp32"), _with_nan(p)),
@@ -215,6 +220,16 @@ DAMAGE = {
     "fp16 not the rounding": (lambda p: rewrite_array(p, weights_file("frames", "fp16"), _frames16_shifted(p)),
                               "tiny.neumat/frames_fp16.npy: values: not frames_fp32.npy rounded to float16"),
 }
+
+
+def _npy_header_only(path: Path, shape: tuple[int, ...]) -> None:
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:-8])
 
 
 def _with_nan(p: Path) -> np.ndarray:

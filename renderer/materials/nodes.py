@@ -16,11 +16,12 @@ Conventions every node keeps (docs/materials.md, "Conventions" states them for u
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 
+from renderer.errors import NeumatError
+from renderer.image_io import read_rgba
 from renderer.numbers import check_number
 
 REQUIRED = object()  # marks a field without a default
@@ -247,39 +248,6 @@ class Constant(NodeType):
 _LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 
 
-def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def _read_png(data: bytes, color: bool) -> np.ndarray:
-    from PIL import Image
-    with Image.open(BytesIO(data)) as im:
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            px = np.asarray(im, dtype=np.float64) / 65535.0
-            px = np.repeat(px[..., None], 3, axis=2)
-            alpha = np.ones(px.shape[:2] + (1,))
-        else:
-            px = np.asarray(im.convert("RGBA"), dtype=np.float64) / 255.0
-            px, alpha = px[..., :3], px[..., 3:]
-    if color:
-        px = srgb_to_linear(px)
-    return np.concatenate([px, alpha], axis=2)
-
-
-def _read_exr(path: Path) -> np.ndarray:
-    import OpenEXR
-    with OpenEXR.File(str(path), separate_channels=True) as f:
-        ch = {name: np.asarray(c.pixels, dtype=np.float64) for name, c in f.channels().items()}
-    if all(c in ch for c in "RGB"):
-        rgb = np.stack([ch["R"], ch["G"], ch["B"]], axis=2)
-    elif "Y" in ch:
-        rgb = np.repeat(ch["Y"][..., None], 3, axis=2)
-    else:
-        raise ValueError(f"has channels {sorted(ch)}; need R, G, B or Y")
-    alpha = ch.get("A", np.ones(rgb.shape[:2]))[..., None]
-    return np.concatenate([rgb, alpha], axis=2)
-
-
 def _resample_wrapped(img: np.ndarray, n: int, repeat: tuple[int, int]) -> np.ndarray:
     """Samples an [h, w, C] image, repeated (along u, along v) times over uv, at the n x n texel
     centres, bilinear with wrap. An image with at least twice the texels it gets is first halved by
@@ -325,13 +293,10 @@ class ImageFile(NodeType):
         path = (base_dir / params["file"]).resolve()
         if not path.is_file():
             raise SpecError("file", f"image file not found: {path}")
-        suffix = path.suffix.lower()
-        if suffix not in (".png", ".exr"):
-            raise SpecError("file", f"unsupported image type '{path.suffix}' (PNG or EXR): {path}")
         try:
-            pixels = _read_png(path.read_bytes(), params["color"]) if suffix == ".png" else _read_exr(path)
-        except Exception as e:  # decoder errors come in many types; all mean "unreadable file"
-            raise SpecError("file", f"cannot read {path}: {e}") from None
+            pixels = read_rgba(path, srgb=params["color"]).astype(np.float64)
+        except NeumatError as e:
+            raise SpecError("file", str(e)) from None
         if not np.all(np.isfinite(pixels)):
             raise SpecError("file", f"{path} has non-finite pixels")
         params["path"] = path
