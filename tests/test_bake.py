@@ -3,7 +3,9 @@ material gets close to its reference; an interrupted bake leaves a checkpoint an
 resuming it ends where an uninterrupted bake ends; bad input is a NeumatError (exit 2) before
 anything is written; Ctrl-C of the real command exits 130."""
 
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -133,7 +135,7 @@ def test_interrupt_in_the_encoder_phase_resumes_in_it(tmp_path):
 
     with pytest.raises(BakeInterrupted):
         bake(mat, tmp_path, tiny(10), progress=False, callback=stop_at_2)
-    state = torch.load(checkpoint_location(tmp_path / "checker_test.neumat"), weights_only=False)
+    state = torch.load(checkpoint_location(tmp_path / "checker_test.neumat"), weights_only=True)
     assert state["trainer"]["step"] == 2 and state["trainer"]["has_encoder"]
     phases = []
     bake(mat, tmp_path, tiny(10), resume=True, progress=False, callback=lambda r: phases.append(r["phase"]))
@@ -174,8 +176,7 @@ def test_bad_input_is_a_neumat_error_and_writes_nothing(tmp_path):
         (tmp_path / "missing.toml", tmp_path, tiny(), "cannot read"),
         (good, tmp_path, tiny(evaluator="4x4"), "unknown network size"),
         (good, tmp_path, tiny(resolution=12), "power of two"),
-        (good, tmp_path / "nowhere" / "deeper", tiny(), "does not exist"),
-        (good, good / "x.neumat", tiny(), "does not exist"),  # the parent is a file
+        (good, good / "x.neumat", tiny(), "is not a folder"),  # the parent is a file
         (good, tmp_path, BakeSettings(iterations=0), "iterations must be >= 1"),
         (good, tmp_path, BakeSettings(iterations=5, time_budget=1.0), "not both"),
         (good, tmp_path, BakeSettings(time_budget=-1.0), "positive"),
@@ -183,6 +184,8 @@ def test_bad_input_is_a_neumat_error_and_writes_nothing(tmp_path):
     for material, out, settings, message in cases:
         with pytest.raises(NeumatError, match=message):
             bake(material, out, settings, progress=False)
+    with pytest.raises(NeumatError, match="unknown device 'nonsense'"):
+        bake(good, tmp_path, tiny(), progress=False, torch_device="nonsense")
     stranger = tmp_path / "taken.neumat"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("not an asset")
@@ -212,16 +215,23 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert main(["bake", str(bad), "-o", str(tmp_path)]) == 2
     assert "resolution" in capsys.readouterr().err
     assert main(["bake", str(good), "-o", str(tmp_path), "--network", "9x9"]) == 2
-    assert main(["bake", str(good), "-o", str(tmp_path / "no" / "such")]) == 2
+    assert main(["bake", str(good), "-o", str(good / "such")]) == 2  # good is a file
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["bake", str(good), "-o", str(tmp_path), "--torch-device", "nonsense"]) == 2
+    assert "--torch-device: unknown device 'nonsense' (use cpu, cuda or cuda:N)" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["bake", str(good), "-o", str(tmp_path), "--torch-device", "cuda"]) == 2
+        assert "--torch-device cuda: " in capsys.readouterr().err
     assert main(["bake", str(good), "-o", str(tmp_path), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # argparse: --iterations and --time-budget exclude each other
         main(["bake", str(good), "--iterations", "5", "--time-budget", "1"])
     assert e.value.code == 2
     assert leftovers(tmp_path) == []
-    rc = main(["bake", str(good), "-o", str(tmp_path), "--iterations", "4", "--batch-size", "256", "--resolution", "8",
-               "--no-report", "-q"])
-    assert rc == 0 and (tmp_path / "checker_test.neumat" / "manifest.json").is_file()
+    # -o names a folder that does not exist yet: made, like every other command's output folder.
+    rc = main(["bake", str(good), "-o", str(tmp_path / "new" / "deeper"), "--iterations", "4", "--batch-size", "256",
+               "--resolution", "8", "--no-report", "-q"])
+    assert rc == 0 and (tmp_path / "new" / "deeper" / "checker_test.neumat" / "manifest.json").is_file()
     assert "wrote" in capsys.readouterr().out
 
 
@@ -247,5 +257,57 @@ def test_ctrl_c_of_the_command_checkpoints_and_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert "--resume" in err and str(ckpt) in err
     assert not asset.exists() and leftovers(tmp_path) == [ckpt.name]
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     assert state["trainer"]["step"] >= 250  # checkpoint_every
+
+
+class _Payload:
+    """Unpickling this calls open(path, "w"): any code could stand there."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path, capsys):
+    good = write_material(tmp_path)
+    ran = tmp_path / "payload-ran"
+    ckpt = checkpoint_location(tmp_path / "checker_test.neumat")
+    torch.save({"checkpoint_version": bake_mod.CHECKPOINT_VERSION, "bake": _Payload(ran), "trainer": {}}, ckpt)
+    assert main(["bake", str(good), "-o", str(tmp_path), "--resume", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert not ran.exists(), "loading the checkpoint ran the code in it"
+    assert f"{ckpt}: not a readable bake checkpoint" in err and err.count("\n") == 1
+    assert leftovers(tmp_path) == [ckpt.name]
+
+
+def test_the_resume_hint_is_a_command_that_resumes(tmp_path):
+    """The hint printed on Ctrl-C carries the bake's options (resume refuses others); the resumed
+    bake's total time includes the interrupted run's, so it is never below its training time."""
+    mat = write_material(tmp_path)
+    out = tmp_path / "made" / "checker_test.neumat"  # a folder that does not exist yet
+    settings = BakeSettings(evaluator="2x16", resolution=8, iterations=6, seed=3, batch_size=256, report=False)
+
+    def stop_at_3(record):
+        if record["step"] == 3:
+            time.sleep(1.0)  # wall time outside training that the total must keep
+            raise KeyboardInterrupt
+
+    with pytest.raises(BakeInterrupted) as info:
+        bake(mat, out, settings, progress=False, callback=stop_at_3)
+    hint = str(info.value).split("Resume with: ", 1)[1]
+    args = shlex.split(hint)
+    assert args[:2] == ["neumat", "bake"] and args[-1] == "--resume"
+    for option in ("--network 2x16", "--resolution 8", "--iterations 6", "--seed 3", "--batch-size 256"):
+        assert option in hint, hint
+    # A temporary folder of a run killed outright (SIGKILL): removed by this later run.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = out.parent / f".{out.name}.tmp-{int(dead.stdout)}-x1y2z3"
+    stale.mkdir()
+    assert main(args[1:] + ["-q"]) == 0
+    assert not stale.exists()
+    timings = json.loads((out / "manifest.json").read_text())["timings"]
+    assert timings["total_s"] >= timings["training_s"] + 1.0, timings
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]

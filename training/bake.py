@@ -35,7 +35,7 @@ import math
 import os
 import shutil
 import signal
-import tempfile
+import shlex
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,6 +44,7 @@ from typing import Callable
 
 import torch
 
+from renderer.atomic_files import atomic_output, remove_stale_temporaries, temporary_dir, temporary_file
 from renderer.errors import NeumatError
 from renderer.neural_asset import ASSET_SUFFIX, MANIFEST_NAME
 from training.networks import EVALUATOR_SIZES
@@ -55,7 +56,7 @@ DEFAULT_BATCH = 16384
 ENCODER_SHARE = 0.5
 MIN_RESOLUTION = 4
 CHECKPOINT_SUFFIX = ".checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: loadable with weights_only (trainer.CHECKPOINT_FORMAT 2)
 REPORT_DIR = "report"
 # Settings a resumed bake must share with its checkpoint (iteration counts are compared separately:
 # a time-budget bake re-plans them).
@@ -127,21 +128,45 @@ def checkpoint_location(asset: Path) -> Path:
 
 
 def _check_writable(asset: Path) -> None:
-    parent = asset.parent
-    if not parent.is_dir():
-        raise NeumatError(f"{asset}: the output folder '{parent}' does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise NeumatError(f"{asset}: the output folder '{parent}' is not writable")
+    """The asset can be written: its folder exists and is writable, or is missing below a writable
+    folder (bake creates it, like compare's -o), and nothing but an asset is in the way."""
+    existing = asset.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NeumatError(f"{asset}: '{existing}' is not a folder; choose another output with -o")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NeumatError(f"{asset}: the output folder '{existing}' is not writable")
     if asset.exists() or asset.is_symlink():
         if not asset.is_dir() or asset.is_symlink() or not ((asset / MANIFEST_NAME).is_file() or not any(asset.iterdir())):
             raise NeumatError(f"{asset}: exists and is not a neural asset (no {MANIFEST_NAME}); "
                               "choose another output with -o")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{asset.name}.probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise NeumatError(f"{asset}: cannot write into '{parent}' ({e.strerror})") from None
+    if existing == asset.parent:
+        try:
+            temporary_file(asset, suffix=".probe").unlink()
+        except OSError as e:
+            raise NeumatError(f"{asset}: cannot write into '{existing}' ({e.strerror})") from None
+
+
+def resolve_torch_device(name: str | None) -> str:
+    """The torch device for training: `name` (cpu, cuda or cuda:N) checked against this torch
+    build and machine, or cuda when torch sees one, else cpu."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if torch.version.cuda is None:
+            raise NeumatError(f"--torch-device {name}: this torch ({torch.__version__}) is built without CUDA; "
+                              "use --torch-device cpu, or install a CUDA build of torch")
+        if not torch.cuda.is_available():
+            raise NeumatError(f"--torch-device {name}: torch sees no CUDA device (driver missing or "
+                              "CUDA_VISIBLE_DEVICES empty); use --torch-device cpu")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise NeumatError(f"--torch-device {name}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+        return name
+    raise NeumatError(f"--torch-device: unknown device '{name}' (use cpu, cuda or cuda:N)")
 
 
 def train_config(settings: BakeSettings, resolution: int) -> TrainConfig:
@@ -180,28 +205,36 @@ def _resolution(settings: BakeSettings, material) -> int:
     return res
 
 
-def _save_checkpoint(path: Path, trainer: Trainer, meta: dict) -> None:
-    """Atomically: a temporary file beside `path`, then a rename."""
+def _save_checkpoint(path: Path, trainer: Trainer, meta: dict) -> int:
+    """Atomically (a temporary file beside `path`, then a rename); returns the step saved."""
     state = {"checkpoint_version": CHECKPOINT_VERSION, "bake": meta, "trainer": trainer.state_dict()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return trainer.step
 
 
 def _load_checkpoint(path: Path) -> dict:
+    """The checkpoint's state. weights_only: tensors and plain values only, so a crafted file cannot
+    run code (a full unpickler would call whatever the file names)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file
-        raise NeumatError(f"{path}: not a readable bake checkpoint ({type(e).__name__}: {e}); "
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file, or one holding objects other than tensors
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise NeumatError(f"{path}: not a readable bake checkpoint ({type(e).__name__}: {reason}); "
                           "delete it and bake without --resume") from None
-    if not isinstance(state, dict) or state.get("checkpoint_version") != CHECKPOINT_VERSION:
+    if not _is_checkpoint(state):
         raise NeumatError(f"{path}: not a bake checkpoint of this neumat version; delete it and bake without --resume")
     return state
+
+
+def _is_checkpoint(state: object) -> bool:
+    """The structure resume reads before the trainer checks the tensors (a foreign file fails here)."""
+    if not (isinstance(state, dict) and state.get("checkpoint_version") == CHECKPOINT_VERSION):
+        return False
+    meta, trainer = state.get("bake"), state.get("trainer")
+    return (isinstance(meta, dict) and all(isinstance(meta.get(k), str) for k in ("material", "source_hash"))
+            and isinstance(meta.get("training_s"), float) and isinstance(trainer, dict)
+            and isinstance(trainer.get("config"), dict) and isinstance(trainer.get("step"), int))
 
 
 def _check_resumable(path: Path, state: dict, material, config: TrainConfig, settings: BakeSettings) -> None:
@@ -259,6 +292,28 @@ def _replan(trainer: Trainer, budget_s: float, spent_s: float, seconds_per_step:
         cfg.finetune_iterations = max(trainer.step - cfg.encoder_steps, total - cfg.encoder_steps)
 
 
+def resume_command(material: Path, asset: Path, settings: BakeSettings, device: str | None = None,
+                   torch_device: str | None = None) -> str | None:
+    """The `neumat bake ... --resume` command line that continues a bake made with `settings`
+    (resume refuses other settings), or None when settings the command has no options for differ
+    from their defaults (experiments through the API)."""
+    d = BakeSettings()
+    if (settings.use_encoder, settings.use_frames, settings.train_overrides) != (d.use_encoder, d.use_frames,
+                                                                                 d.train_overrides):
+        return None
+    args = ["neumat", "bake", str(material), "-o", str(asset)]
+    options = [("--network", settings.evaluator, d.evaluator), ("--resolution", settings.resolution, None),
+               ("--iterations", settings.iterations, None), ("--time-budget", settings.time_budget, None),
+               ("--seed", settings.seed, d.seed), ("--batch-size", settings.batch_size, d.batch_size),
+               ("--device", device, None), ("--torch-device", torch_device, None)]
+    for flag, value, default in options:
+        if value != default:
+            args += [flag, repr(value) if isinstance(value, float) else str(value)]  # repr: exact floats
+    if not settings.report:
+        args.append("--no-report")
+    return shlex.join([*args, "--resume"])
+
+
 def bake(material_path: str | Path, output: str | Path | None = None, settings: BakeSettings | None = None,
          resume: bool = False, device: str | None = None, torch_device: str | None = None,
          progress: bool = True, callback: Callable[[dict], None] | None = None,
@@ -278,6 +333,7 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     config = train_config(settings, resolution)
     asset = asset_location(output, material.name)
     _check_writable(asset)
+    train_device = resolve_torch_device(torch_device)
     ckpt = checkpoint_location(asset)
     state = None
     if resume:
@@ -291,30 +347,40 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     pyramid = build_pyramid(material, params)
     vk = create_device(device)
     reference = ReferenceMaterial(vk, material.layout, pyramid, name=material.name)
-    if torch_device is None:
-        torch_device = "cuda" if torch.cuda.is_available() else "cpu"
-    if torch_device == "cpu":
+    if train_device == "cpu":
         torch.set_num_threads(torch_threads())
-    trainer = Trainer(config, reference, torch_device)
+    trainer = Trainer(config, reference, train_device)
     spent_s = 0.0  # training seconds of earlier runs of this bake
+    earlier_s = 0.0  # wall seconds of earlier runs (setup, training, interrupted reports)
     resumed_from = 0
     if state is not None:
-        trainer.load_state_dict(state["trainer"])
+        try:
+            trainer.load_state_dict(state["trainer"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # shapes or fields of another bake
+            raise NeumatError(f"{ckpt}: not a readable bake checkpoint ({type(e).__name__}: {e}); "
+                              "delete it and bake without --resume") from None
         if settings.time_budget is not None:  # keep the checkpoint's plan
             for k in ("encoder_iterations", "finetune_iterations"):
                 setattr(trainer.config, k, state["trainer"]["config"][k])
         spent_s = state["bake"]["training_s"]
+        earlier_s = max(float(state["bake"].get("elapsed_s", spent_s)), spent_s)
         resumed_from = trainer.step
         log(f"resuming {material.name} from step {trainer.step} of {trainer.config.total_iterations} ({ckpt})")
+    # Every input is checked: from here on files are written. A missing output folder is made now.
+    asset.parent.mkdir(parents=True, exist_ok=True)
+    for target in (asset, ckpt):
+        remove_stale_temporaries(target)  # of earlier runs killed outright (SIGKILL)
     t_setup = time.perf_counter() - t_start
     budget_s = settings.time_budget * 60.0 if settings.time_budget is not None else None
 
     def meta(training_s: float) -> dict:
         return {"material": material.name, "source_hash": material.source_hash, "material_file": str(material.path),
-                "time_budget": settings.time_budget, "training_s": training_s, "asset": str(asset)}
+                "time_budget": settings.time_budget, "training_s": training_s, "asset": str(asset),
+                "elapsed_s": earlier_s + time.perf_counter() - t_start}
 
-    resume_hint = (f"Resume with the same options and --resume "
-                   f"(e.g. neumat bake {material.path} -o {asset} --resume).")
+    command = resume_command(material.path, asset, settings, device, torch_device)
+    resume_hint = (f"Resume with: {command}" if command
+                   else "Resume with the same settings and --resume (resume=True in the API).")
     bar = None
     run_start = time.perf_counter()
     last_ckpt_time = run_start
@@ -323,7 +389,7 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     chunk_walls: list[tuple[float, int]] = []  # (seconds, steps) of each run() call
     flag = _InterruptFlag()
     at_boundary = [False]  # the interrupt came between two steps: the trainer is consistent
-    ckpt_ours = state is not None  # the checkpoint file belongs to this bake
+    ckpt_step = resumed_from if state is not None else None  # the step of this bake's checkpoint file
 
     def on_step(record: dict) -> None:
         nonlocal loss_ema
@@ -374,32 +440,29 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
                     now = time.perf_counter()
                     chunk_walls.append((now - chunk_start, max(1, trainer.step - chunk_first)))
                     if trainer.step % settings.checkpoint_every == 0 or now - last_ckpt_time > settings.checkpoint_seconds:
-                        _save_checkpoint(ckpt, trainer, meta(spent_s + now - run_start))
-                        last_ckpt_time, ckpt_ours = now, True
+                        ckpt_step = _save_checkpoint(ckpt, trainer, meta(spent_s + now - run_start))
+                        last_ckpt_time = now
                 if trainer.in_encoder_phase:  # all encoder phase (no fine-tuning): still a pyramid
                     trainer.fill_latents_from_encoder()
             finally:
                 if bar is not None:
                     bar.close()
             training_s = spent_s + time.perf_counter() - run_start
-            _save_checkpoint(ckpt, trainer, meta(training_s))
-            ckpt_ours = True
+            ckpt_step = _save_checkpoint(ckpt, trainer, meta(training_s))
     except KeyboardInterrupt:
         training_s = spent_s + time.perf_counter() - run_start
-        if at_boundary[0] and (trainer.step > resumed_from or not ckpt_ours):
+        if at_boundary[0] and (ckpt_step is None or trainer.step > ckpt_step):
             try:
-                _save_checkpoint(ckpt, trainer, meta(training_s))
-                ckpt_ours = True
+                ckpt_step = _save_checkpoint(ckpt, trainer, meta(training_s))
             except KeyboardInterrupt:
                 pass
-        kept = ckpt if ckpt_ours and ckpt.is_file() else None
-        step = _load_checkpoint(ckpt)["trainer"]["step"] if kept else 0
-        raise BakeInterrupted(kept, step, trainer.config.total_iterations, resume_hint) from None
+        kept = ckpt if ckpt_step is not None and ckpt.is_file() else None
+        raise BakeInterrupted(kept, ckpt_step if kept else 0, trainer.config.total_iterations, resume_hint) from None
 
     model = trainer.model.to("cpu").eval()
     training = {**asdict(trainer.config), "iterations_run": trainer.step, "resumed_from_step": resumed_from,
                 "time_budget_min": settings.time_budget, "vulkan_device": vk.info.adapter_name,
-                "torch_device": str(torch_device), "torch_threads": torch.get_num_threads(),
+                "torch_device": train_device, "torch_threads": torch.get_num_threads(),
                 "final_loss": trainer.history[-1]["loss"] if trainer.history else None}
     timings = {"setup_s": t_setup, "training_s": training_s,
                "seconds_per_step": training_s / max(1, trainer.step)}
@@ -409,13 +472,13 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
         if settings.report:
             from training.report import bake_report
             t0 = time.perf_counter()
-            report_tmp = Path(tempfile.mkdtemp(prefix=f".{asset.name}.report-", dir=asset.parent))
+            report_tmp = temporary_dir(asset)
             report = bake_report(model, reference, material, report_tmp, seed=settings.seed,
                                  n_heldout=settings.heldout_queries, timings=dict(timings), training=training)
             timings["report_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         metrics = report["metrics"] if report is not None else {}
-        timings["total_s"] = time.perf_counter() - t_start
+        timings["total_s"] = earlier_s + time.perf_counter() - t_start
         saved = save_asset(asset, model, material, training, metrics, timings)
         if report_tmp is not None:
             os.rename(report_tmp, saved / REPORT_DIR)
@@ -430,5 +493,5 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
         if report_tmp is not None:
             shutil.rmtree(report_tmp, ignore_errors=True)
     ckpt.unlink(missing_ok=True)
-    timings["total_s"] = time.perf_counter() - t_start
+    timings["total_s"] = earlier_s + time.perf_counter() - t_start
     return BakeResult(saved, report, timings, training, trainer.step)

@@ -12,8 +12,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from renderer.atomic_files import aside_path, temporary_dir
 from renderer.errors import NeumatError
 from renderer.materials.graph import Material
 from renderer.neural_asset import (
@@ -270,7 +269,7 @@ def save_asset(directory: str | Path, model: NeuralMaterial, material: Material,
     # Fail on unstorable metadata before touching the disk.
     extra = {k: to_json(v, k) for k, v in (("training", training), ("metrics", metrics), ("timings", timings))}
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+    tmp = temporary_dir(target)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -283,7 +282,7 @@ def save_asset(directory: str | Path, model: NeuralMaterial, material: Material,
         manifest = build_manifest(model, material, files, **extra)
         _write_text(tmp / MANIFEST_NAME, dumps_json(manifest) + "\n")
         if target.exists():
-            old = parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            old = aside_path(target)
             os.rename(target, old)
             try:
                 os.rename(tmp, target)

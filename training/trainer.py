@@ -65,7 +65,7 @@ from training.networks import EVALUATOR_SIZES
 LOG_EPS = 0.01
 LUMINANCE = (0.2126, 0.7152, 0.0722)
 VALIDATION_STEP = 1 << 40  # batch numbers from here on are never used for training
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: only tensors and plain values, loadable with torch.load(weights_only=True)
 
 
 @dataclass
@@ -307,7 +307,7 @@ class Trainer:
         return {"format": CHECKPOINT_FORMAT, "config": asdict(self.config), "step": self.step,
                 "has_encoder": self.in_encoder_phase, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(), "history": list(self.history)}
+                "numpy_rng": _numpy_rng_state(), "history": list(self.history)}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -321,4 +321,17 @@ class Trainer:
         self.step = state["step"]
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
+        _set_numpy_rng_state(state["numpy_rng"])
+
+
+def _numpy_rng_state() -> dict:
+    """numpy's global RNG state as tensors and plain values (a checkpoint holds nothing else: loading
+    it then runs no code)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _set_numpy_rng_state(state: dict) -> None:
+    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32), state["pos"],
+                         state["has_gauss"], state["cached_gaussian"]))
