@@ -183,8 +183,49 @@ def _timing(result) -> dict:
     return {"spp": result.spp, "seconds": result.seconds, "ms_per_spp": result.ms_per_spp}
 
 
+def _check_material_options(args: argparse.Namespace) -> None:
+    """--material's own checks (before anything is rendered or written)."""
+    if args.inputs:
+        raise NeumatError("--material takes no scene or images: neumat compare --material ASSET.neumat")
+    scene_only = [flag for flag, given in (("--equal-time", args.equal_time), ("--width", args.width),
+                                           ("--height", args.height), ("--max-depth", args.max_depth),
+                                           ("--seed", args.seed)) if given]
+    if scene_only:
+        raise NeumatError(f"{', '.join(scene_only)}: only for a scene, not with --material")
+
+
+def compare_material(args: argparse.Namespace) -> int:
+    """The fidelity of a neural asset to its material graph on the fixed views (renderer/fidelity.py)."""
+    from renderer.compare_report import FIDELITY_HEADER, fidelity_rows, prepare_output_dir, write_fidelity_report
+    from renderer.device import create_device
+    from renderer.fidelity import check_inputs, measure, samplings
+    from renderer.reference_cache import ReferenceCache
+
+    _check_material_options(args)
+    inputs = check_inputs(args.material, args.source, args.views, args.size)
+    reference, neural = samplings(args.spp, args.reference_minutes, args.reference_max_spp)
+    out_dir = prepare_output_dir(args.output or f"compare_{inputs.material.name}")
+    device = create_device(args.device)
+    fidelity = measure(inputs, device, reference, neural, ReferenceCache(args.reference_cache),
+                       refresh=args.fresh_reference, log=lambda line: print(line, file=sys.stderr, flush=True))
+    written = write_fidelity_report(out_dir, fidelity)
+    summary = fidelity.summary()
+    print("  ".join(FIDELITY_HEADER[:4] + ["ref. noise", "neural noise"]))
+    for row in fidelity_rows(summary):
+        name, flip, flip_material, psnr, *_ = row
+        print(f"{name:<13} {flip:.4f}  {'-' if flip_material is None else f'{flip_material:.4f}':>6}  "
+              f"{psnr:6.2f}  {row[6]:.4f}  {row[9]:.4f}")
+    print(f"wrote {len(written)} files to {out_dir}; open {out_dir / 'report.html'}")
+    if args.max_flip is not None and summary["mean_flip"] > args.max_flip:
+        print(f"mean FLIP {summary['mean_flip']:.4f} exceeds --max-flip {args.max_flip:g}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     _check_max_flip(args.max_flip)
+    if args.material is not None:
+        return compare_material(args)
     if len(args.inputs) == 2:
         if not all(_is_image(a) for a in args.inputs):
             raise NeumatError("two inputs must both be images (.exr or .png): neumat compare A.exr B.exr")
@@ -202,7 +243,7 @@ def add_compare_parser(sub, add_device_flag) -> None:
                        description="Render a scene with reference and with neural materials and compare them "
                                    "(whole image and per material), or compare any two images of the same size. "
                                    "Exit code 1 when --max-flip is exceeded, 2 on bad input.")
-    p.add_argument("inputs", nargs="+", metavar="SCENE | A.exr B.exr",
+    p.add_argument("inputs", nargs="*", metavar="SCENE | A.exr B.exr",
                    help="a scene .toml (or built-in name), or a reference and a test image")
     p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="output folder (default: compare_<scene> or compare_<a>_<b>)")
@@ -217,5 +258,23 @@ def add_compare_parser(sub, add_device_flag) -> None:
     p.add_argument("--height", type=int, default=None, help="image height (the width follows the camera's aspect ratio)")
     p.add_argument("--material-timing-spp", type=int, default=MATERIAL_TIMING_SPP, metavar="N",
                    help=f"spp of the per-material timing renders, 0 to skip them (default {MATERIAL_TIMING_SPP})")
+    m = p.add_argument_group("a neural material's fidelity on fixed views (--material)")
+    m.add_argument("--material", default=None, metavar="ASSET.neumat",
+                   help="render the asset and the material graph it was baked from on the fixed views (a ball and "
+                        "a tile: whole, close-up, far, grazing) and report per-view and mean FLIP; --spp is then "
+                        "the neural side's fixed spp per view (default: until its halves' FLIP is at most 0.01, "
+                        "at most 512 spp)")
+    m.add_argument("--source", default=None, metavar="FILE.toml",
+                   help="the material graph the asset was baked from (default: the manifest's source.file, beside "
+                        "the asset, in ../materials or among the bundled materials)")
+    m.add_argument("--views", type=int, default=None, metavar="N", help="the first N of the 5 fixed views (default 5)")
+    m.add_argument("--size", type=int, default=None, metavar="PX", help="pixels per view, square (default 128)")
+    m.add_argument("--reference-minutes", type=float, default=None, metavar="MIN",
+                   help="time budget of the reference renders, all views together (default 7)")
+    m.add_argument("--reference-max-spp", type=int, default=None, metavar="N",
+                   help="spp cap of each view's reference (default 32768)")
+    m.add_argument("--reference-cache", default=None, metavar="DIR",
+                   help="where converged references are kept (default: the neumat cache's fidelity-references)")
+    m.add_argument("--fresh-reference", action="store_true", help="render the references again (and re-cache them)")
     add_device_flag(p)
     p.set_defaults(func=cmd_compare)

@@ -146,8 +146,13 @@ def _html(report: ComparisonReport, figure_uri: str, images: dict[str, str]) -> 
                     f"stops, ACES.</p><img src='{figure_uri}' alt='side by side'>")
     for label, uri in images.items():
         sections.append(f"<h2>{html.escape(label)}</h2><img src='{uri}' alt='{html.escape(label)}'>")
+    return _page(report.title, f"{verdict}<ul>{context}</ul>\n{''.join(sections)}")
+
+
+def _page(title: str, body: str) -> str:
+    """One self-contained HTML page in the reports' style."""
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; background: #181818; color: #e8e8e8; margin: 2em; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
@@ -156,8 +161,8 @@ th {{ background: #2a2a2a; }} td:first-child, th:first-child {{ text-align: left
 img {{ max-width: 100%; image-rendering: pixelated; }}
 .pass {{ color: #7fdc7f; font-weight: bold; }} .fail {{ color: #ff7070; font-weight: bold; }}
 </style></head>
-<body><h1>{html.escape(report.title)}</h1>{verdict}<ul>{context}</ul>
-{''.join(sections)}
+<body><h1>{html.escape(title)}</h1>
+{body}
 <p>FLIP: NVIDIA's HDR-FLIP (flip-evaluator), 0 = identical; PSNR on the displayed images; relative
 MSE = (test - reference)<sup>2</sup> / (reference<sup>2</sup> + 0.01) on linear values.</p>
 </body></html>
@@ -190,15 +195,104 @@ def write_report(out_dir: Path, report: ComparisonReport, stems: tuple[str, str]
                "notes": "flip: mean HDR-FLIP; psnr_db: of the displayed images, null = infinite (identical); "
                         "relative_mse: (test - ref)^2 / (ref^2 + 0.01); materials: pixels grouped by the "
                         "reference render's material-id AOV"}
-    metrics_json = out_dir / "metrics.json"
-    with atomic_output(metrics_json) as tmp:
-        tmp.write_text(json.dumps(_json_number(payload), indent=2) + "\n")
-    written.append(metrics_json)
+    written.append(_write_text(out_dir / "metrics.json", json.dumps(_json_number(payload), indent=2) + "\n"))
     page = _html(report, _png_data_uri(report.figure),
                  {"FLIP error map": _png_data_uri(flip_img),
                   **{f"{stem} ({stem}.exr)": uri for stem, uri in uris.items()}})
-    report_html = out_dir / "report.html"
-    with atomic_output(report_html) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    written.append(report_html)
+    written.append(_write_text(out_dir / "report.html", page))
+    return written
+
+
+def _write_text(path: Path, text: str) -> Path:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+FIDELITY_NOTES = (
+    "flip: mean HDR-FLIP of the whole view (background included, as in the paper's table); "
+    "flip_material_pixels: over the pixels showing the material; mean_flip: mean over the views; "
+    "reference_noise_flip / neural_noise_flip: FLIP between two independent halves of that side's render "
+    "(max over the views; _mean: mean), the image being their mean; psnr_db: of the displayed images, "
+    "null = infinite; latent_lod_p5_p50_p95: the neural render's latent level over the material's pixels "
+    "(below 0: level 0 magnified); stopped: why a side's rendering stopped (target, spp cap, time cap, fixed spp)")
+
+FIDELITY_HEADER = ["view", "FLIP", "FLIP (material pixels)", "PSNR (dB)", "latent level (median)",
+                   "reference spp", "reference halves FLIP", "reference stopped", "neural spp", "neural halves FLIP"]
+
+
+def fidelity_rows(summary: dict) -> list[list]:
+    """One row per view of FIDELITY_HEADER, then the mean."""
+    rows = []
+    for v in summary["views"]:
+        ref, neural = v["reference"], v["neural"]
+        lod = v["latent_lod_p5_p50_p95"]
+        rows.append([v["name"], v["flip"], v["flip_material_pixels"], v["psnr_db"], lod[1] if lod else None,
+                     ref["spp"], ref["noise_flip"], ref["stopped"] + (" (cached)" if ref["cached"] else ""),
+                     neural["spp"], neural["noise_flip"]])
+    rows.append(["mean", summary["mean_flip"], None, summary["mean_psnr_db"], None, None,
+                 summary["reference_noise_flip_mean"], None, None, summary["neural_noise_flip_mean"]])
+    return rows
+
+
+def _sampling_text(rule: dict) -> str:
+    if rule["rule"] == "fixed spp":
+        return f"a fixed {rule['spp']} spp per view (two halves)"
+    caps = [f"{rule['max_spp']} spp per view"]
+    if rule.get("max_seconds"):
+        caps.append(f"{rule['max_seconds'] / 60:.1f} minutes for all views")
+    return f"until the FLIP between its halves is at most {rule['target_noise_flip']:g}, or {' / '.join(caps)}"
+
+
+def write_fidelity_report(out_dir: Path, fidelity) -> list[Path]:
+    """`neumat compare --material`'s files: per view `<view>_reference.exr`, `<view>_neural.exr` and
+    `<view>.png` (reference | neural | FLIP, the worst window below), `views.png` (every view in
+    one figure), metrics.json and report.html. Returns their paths, report.html last."""
+    from renderer.compare import side_by_side
+    from renderer.image_io import to_display
+    from renderer.image_panels import enlarge, figure
+
+    summary = fidelity.summary()
+    written: list[Path] = []
+    rows, figures = [], {}
+    for v, rec in zip(fidelity.views, summary["views"]):
+        name = v.view.name
+        for side, image in (("reference", v.reference.image), ("neural", v.neural.image)):
+            written.append(write_image(out_dir / f"{name}_{side}.exr", image))
+        fig = side_by_side(v.reference.image, v.neural.image, v.maps, ("reference", "neural"),
+                           f"{summary['material']}: {name}",
+                           f"FLIP {rec['flip']:.4f}; reference {rec['reference']['spp']} spp, neural "
+                           f"{rec['neural']['spp']} spp")
+        save_png(fig, out_dir / f"{name}.png")
+        written.append(out_dir / f"{name}.png")
+        figures[name] = fig
+        zoom = max(1, 256 // max(v.reference.image.shape[:2]))
+        panels = [to_display(v.reference.image, v.maps.exposure), to_display(v.neural.image, v.maps.exposure),
+                  np.round(np.clip(v.maps.flip_magma, 0, 1) * 255).astype(np.uint8)]
+        captions = (f"{name}: reference", "neural", f"FLIP {rec['flip']:.4f}")
+        rows.append([(enlarge(p, zoom), c) for p, c in zip(panels, captions)])
+    overview = figure(rows, f"neumat compare --material {summary['material']}",
+                      f"mean FLIP {summary['mean_flip']:.4f} over {len(rows)} views")
+    save_png(overview, out_dir / "views.png")
+    written.append(out_dir / "views.png")
+    payload = {"format_version": METRICS_FORMAT_VERSION, "kind": "material fidelity", **summary,
+               "notes": FIDELITY_NOTES}
+    written.append(_write_text(out_dir / "metrics.json", json.dumps(_json_number(payload), indent=2) + "\n"))
+
+    s = summary
+    context = {"asset": s["asset"], "material file": s["source"], "evaluator": s["evaluator"], "device": s["device"],
+               "size": f"{s['size'][0]}x{s['size'][1]} per view", "max depth": s["max_depth"],
+               "reference": _sampling_text(s["reference_sampling"]), "neural": _sampling_text(s["neural_sampling"]),
+               "reference cache": s["reference_cache"],
+               "time": ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds"].items())}
+    body = ("<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
+            + "</ul>" + f"<h2>Views</h2><p>Mean FLIP <b>{s['mean_flip']:.4f}</b>. Each side is the mean of two "
+            "independent halves; their FLIP is that side's noise, which the measured FLIP includes (the mean's "
+            "own noise is about half the halves' FLIP).</p>" + _table(FIDELITY_HEADER, fidelity_rows(s))
+            + "<ul>" + "".join(f"<li><b>{html.escape(v['name'])}</b>: {html.escape(v['shows'])}</li>"
+                               for v in s["views"]) + "</ul>"
+            + f"<h2>All views</h2><img src='{_png_data_uri(overview)}' alt='all views'>"
+            + "".join(f"<h2>{html.escape(name)}</h2><img src='{_png_data_uri(fig)}' alt='{html.escape(name)}'>"
+                      for name, fig in figures.items()))
+    written.append(_write_text(out_dir / "report.html", _page(f"neumat compare --material {s['material']}", body)))
     return written

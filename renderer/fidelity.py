@@ -1,0 +1,305 @@
+"""`neumat compare --material`: how close a neural material is to its reference material, measured
+on rendered views (renderer/fidelity_views.py) the way the paper measures it: mean FLIP over the
+views, each rendered to convergence.
+
+Each side of a view is rendered as two independent halves (different seeds, equal samples per
+pixel); the FLIP between the halves measures that side's own noise, and the image is their mean.
+A side is rendered progressively (FIRST_SPP per half, then doubling) until its halves' FLIP is at
+most the noise target, or a cap: samples per pixel, and for the reference a time budget shared by
+the views (what a view leaves unused goes to the next). The neural side uses the same rule with an
+spp cap only (the same numbers on every run), or a fixed spp (--spp).
+
+Why the neural side is converged too: the FLIP between a noisy neural render and a converged
+reference counts the neural render's noise as error. The report gives both sides' halves FLIP next
+to the measured FLIP, so a reader sees how much of it noise can explain (the mean of two halves
+has roughly half their FLIP as its own noise).
+
+Converged references are cached (renderer/reference_cache.py): a second comparison of the same
+material renders only the neural side."""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from renderer.errors import NeumatError
+from renderer.fidelity_views import SHAPES, VIEWS, View, shape_scene, view_camera
+from renderer.paths import ASSET_DIR
+from renderer.reference_cache import ReferenceCache, reference_key
+
+NOISE_TARGET = 0.01       # FLIP between a side's two halves at which it counts as converged
+FIRST_SPP = 16            # per half, before the first check
+STEP_SECONDS = 15.0       # longest render between two checks, so progress lines keep coming
+DEFAULT_SIZE = 128        # pixels, square
+MIN_SIZE, MAX_SIZE = 8, 2048
+MAX_DEPTH = 8
+REFERENCE_MINUTES = 7.0   # the reference's time budget, all views together (cold cache)
+REFERENCE_MAX_SPP = 32768  # per view, both halves together
+NEURAL_MAX_SPP = 512      # per view, both halves together
+SEEDS = {"reference": (1, 2), "neural": (3, 4)}
+MATERIAL_DIR = ASSET_DIR / "materials"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How one side is rendered: to `target` halves FLIP within `max_spp` (both halves) and
+    `max_seconds`, or exactly `fixed_spp` when given."""
+    target: float = NOISE_TARGET
+    max_spp: int = NEURAL_MAX_SPP
+    max_seconds: float | None = None
+    fixed_spp: int | None = None
+
+    def describe(self) -> dict:
+        if self.fixed_spp:
+            return {"rule": "fixed spp", "spp": self.fixed_spp}
+        return {"rule": "until the halves' FLIP <= target, or a cap", "target_noise_flip": self.target,
+                "max_spp": self.max_spp, "max_seconds": self.max_seconds}
+
+
+@dataclass
+class Halves:
+    """One side of one view."""
+    image: np.ndarray            # the mean of the two halves, linear HxWx3
+    spp: int                     # both halves together
+    seconds: float               # rendering and checks
+    noise_flip: float            # FLIP between the two halves
+    stopped: str                 # 'target', 'spp cap', 'time cap', 'fixed spp'
+    cached: bool = False
+    aovs: dict | None = None     # of the first half (the neural side's: material mask and lod)
+
+    def record(self) -> dict:
+        return {"spp": self.spp, "seconds": self.seconds, "noise_flip": self.noise_flip, "stopped": self.stopped,
+                "cached": self.cached, "ms_per_spp": 1000.0 * self.seconds / max(self.spp, 1)}
+
+
+def render_halves(tracer, kind: str, size: int, sampling: Sampling, log: Callable[[str], None], label: str) -> Halves:
+    """Renders `kind` ('reference' | 'neural') on the tracer's current camera as two halves."""
+    from renderer.image_metrics import flip_error
+    from renderer.pathtracer import Accumulator
+
+    kinds = tracer.kinds_for(kind)
+    halves = [Accumulator(tracer, size, size, seed, MAX_DEPTH, kinds=kinds) for seed in SEEDS[kind]]
+    cap = max(1, (sampling.fixed_spp or sampling.max_spp) // 2)  # per half
+    start, n, per_spp = time.perf_counter(), 0, None
+    while True:
+        want = min(max(2 * n, FIRST_SPP), cap)
+        if per_spp is not None:  # seconds per sample per pixel of one half
+            want = min(want, n + max(1, int(STEP_SECONDS / (2 * per_spp))))
+            if sampling.max_seconds is not None and not sampling.fixed_spp:
+                left = sampling.max_seconds - (time.perf_counter() - start)
+                afford = int(left / (2 * per_spp))
+                if afford < 1:
+                    stopped = "time cap"
+                    break
+                want = min(want, n + afford)
+        for acc in halves:
+            acc.add(want - n)
+        n = want
+        per_spp = sum(acc.seconds for acc in halves) / (2 * n)
+        a, b = (acc.result() for acc in halves)
+        _, noise = flip_error(a.image, b.image, magma=False)
+        log(f"{label}: {2 * n} spp, halves FLIP {noise:.4f}, {time.perf_counter() - start:.0f} s")
+        if not sampling.fixed_spp and noise <= sampling.target:
+            stopped = "target"
+            break
+        if n >= cap:
+            stopped = "fixed spp" if sampling.fixed_spp else "spp cap"
+            break
+    return Halves(0.5 * (a.image + b.image), 2 * n, time.perf_counter() - start, noise, stopped, aovs=a.aovs)
+
+
+@dataclass
+class Inputs:
+    """A checked asset and the material graph it was baked from."""
+    asset_path: Path
+    asset: object                # renderer.neural_asset.NeuralAsset
+    source: Path
+    material: object             # renderer.materials.graph.Material
+    views: tuple[View, ...]
+    size: int                    # pixels per view, square
+
+
+def _source_candidates(asset_path: Path, file_name: str) -> list[Path]:
+    """Where an asset's material file is looked for: beside the asset, in a `materials` folder
+    beside the asset's folder (assets/neural -> assets/materials), in the bundled materials."""
+    found = [asset_path.parent / file_name, asset_path.parent.parent / "materials" / file_name,
+             MATERIAL_DIR / file_name]
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def samplings(spp: int | None = None, reference_minutes: float | None = None,
+              reference_max_spp: int | None = None) -> tuple[Sampling, Sampling]:
+    """(reference, neural) sampling from the command's options (None: the defaults); `spp` is the
+    neural side's fixed spp per view. Raises NeumatError for values out of range."""
+    minutes = REFERENCE_MINUTES if reference_minutes is None else reference_minutes
+    max_spp = REFERENCE_MAX_SPP if reference_max_spp is None else reference_max_spp
+    if not (minutes > 0 and max_spp >= 2):
+        raise NeumatError(f"--reference-minutes must be > 0 and --reference-max-spp >= 2, got {minutes:g}, {max_spp}")
+    if spp is not None and spp < 2:
+        raise NeumatError(f"--spp must be >= 2 with --material (two halves), got {spp}")
+    neural = Sampling(fixed_spp=spp) if spp else Sampling(max_spp=NEURAL_MAX_SPP)
+    return Sampling(max_spp=max_spp, max_seconds=60.0 * minutes), neural
+
+
+def check_inputs(asset_path: str | Path, source: str | Path | None = None, views: int | None = None,
+                 size: int | None = None) -> Inputs:
+    """Checks everything before any rendering or writing: the view count and size, the asset, its
+    material file (given, or found from the manifest's source.file) and that the asset was baked
+    from that file as it is now. Raises NeumatError with one message."""
+    from renderer.materials.graph import load_material
+    from renderer.neural_asset import load_asset
+
+    views = len(VIEWS) if views is None else views
+    size = DEFAULT_SIZE if size is None else size
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise NeumatError(f"--size must be {MIN_SIZE} to {MAX_SIZE} pixels, got {size}")
+    if not 1 <= views <= len(VIEWS):
+        raise NeumatError(f"--views must be 1 to {len(VIEWS)} (the fixed views: "
+                          f"{', '.join(v.name for v in VIEWS)}), got {views}")
+    asset_path = Path(asset_path).resolve()
+    asset = load_asset(asset_path)
+    if source is None:
+        file_name = str(asset.manifest.get("source", {}).get("file", ""))
+        tried = _source_candidates(asset_path, file_name) if file_name else []
+        source = next((p for p in tried if p.is_file()), None)
+        if source is None:
+            where = "; tried " + ", ".join(map(str, tried)) if tried else " (its manifest names no source.file)"
+            raise NeumatError(f"{asset_path.name}: cannot find the material it was baked from, "
+                              f"{file_name or '?'}{where}; point at it with --source FILE.toml")
+    source = Path(source).resolve()
+    if not source.is_file():
+        raise NeumatError(f"--source {source}: no such material file")
+    material = load_material(source)
+    if material.source_hash != asset.source_hash:
+        raise NeumatError(f"{asset_path.name} is stale: it was baked from another version of {source} "
+                          f"(asset source_hash {asset.source_hash[:12]}, the file now {material.source_hash[:12]}); "
+                          f"rebake it with `neumat bake {source} -o {asset_path}`, or pass the material it was "
+                          "baked from with --source")
+    return Inputs(asset_path, asset, source, material, VIEWS[:views], size)
+
+
+@dataclass
+class ViewResult:
+    view: View
+    reference: Halves
+    neural: Halves
+    maps: object                 # renderer.compare.ErrorMaps
+    metrics: dict                # renderer.compare.metrics(): image and per group (material, background)
+    lod: list[float] | None      # the neural render's latent level at 5 / 50 / 95 % of the material's pixels
+    coverage: float              # share of pixels showing the material
+
+    def record(self, material: str) -> dict:
+        m, groups = self.metrics["image"], self.metrics["materials"]
+        return {"name": self.view.name, "shows": self.view.shows, "flip": m["flip"], "psnr_db": m["psnr_db"],
+                "relative_mse": m["relative_mse"], "flip_material_pixels": groups.get(material, {}).get("flip"),
+                "coverage": self.coverage, "latent_lod_p5_p50_p95": self.lod,
+                "reference": self.reference.record(), "neural": self.neural.record()}
+
+
+@dataclass
+class Fidelity:
+    """What `measure` found: per view and overall."""
+    inputs: Inputs
+    views: list[ViewResult]
+    reference_sampling: Sampling
+    neural_sampling: Sampling
+    device: str
+    seconds: dict                # wall, setup (loading and compiling), reference, neural
+    cache_folder: Path
+
+    def summary(self) -> dict:
+        """The metrics.json payload (less the file's format header)."""
+        name = self.inputs.material.name
+        views = [v.record(name) for v in self.views]
+        ref_noise = [v.reference.noise_flip for v in self.views]
+        neural_noise = [v.neural.noise_flip for v in self.views]
+        return {
+            "material": name, "asset": str(self.inputs.asset_path), "source": str(self.inputs.source),
+            "source_hash": self.inputs.material.source_hash, "evaluator": self.inputs.asset.evaluator,
+            "device": self.device, "size": [self.inputs.size, self.inputs.size], "max_depth": MAX_DEPTH,
+            "mean_flip": float(np.mean([v["flip"] for v in views])),
+            "mean_psnr_db": _mean_psnr([v["psnr_db"] for v in views]),
+            "reference_noise_flip": max(ref_noise), "reference_noise_flip_mean": float(np.mean(ref_noise)),
+            "neural_noise_flip": max(neural_noise), "neural_noise_flip_mean": float(np.mean(neural_noise)),
+            "reference_sampling": self.reference_sampling.describe(),
+            "neural_sampling": self.neural_sampling.describe(),
+            "reference_cache": str(self.cache_folder), "seconds": self.seconds, "views": views,
+        }
+
+
+def _mean_psnr(values: list[float]) -> float:
+    return math.inf if any(math.isinf(v) for v in values) else float(np.mean(values))
+
+
+def _group_metrics(ref: Halves, neural: Halves, name: str) -> tuple[object, dict, np.ndarray]:
+    from renderer.compare import error_maps, metrics
+
+    mask = neural.aovs["material_id"] >= 0
+    maps = error_maps(ref.image, neural.image)
+    return maps, metrics(maps, np.where(mask, 0.0, -1.0), [name]), mask
+
+
+def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: Sampling | None = None,
+            cache: ReferenceCache | None = None, refresh: bool = False, log: Callable[[str], None] = print
+            ) -> Fidelity:
+    """Renders every view's neural side, and its reference unless the cache has it (or `refresh`),
+    and compares them; default samplings and cache from `samplings()` and ReferenceCache()."""
+    from renderer.pathtracer import prepare_render
+
+    wall = time.perf_counter()
+    default_reference, default_neural = samplings()
+    reference, neural = reference or default_reference, neural or default_neural
+    cache = cache or ReferenceCache()
+    size = inputs.size
+    name = inputs.material.name
+    settings = {"max_depth": MAX_DEPTH, "target": reference.target, "seeds": SEEDS["reference"]}
+    keys = {v.name: reference_key(inputs.material.source_hash, v.key(), size, settings) for v in inputs.views}
+    cached = {} if refresh else {n: hit for n, k in keys.items() if (hit := cache.load(k)) is not None}
+    to_render = [v for v in inputs.views if v.name not in cached]
+    log(f"{name}: {len(inputs.views)} views at {size}x{size}; reference cached for {len(cached)}, "
+        f"rendering {len(to_render)}" + (f" (budget {reference.max_seconds / 60:.1f} min)"
+                                         if to_render and reference.max_seconds else ""))
+    tracers, setup = {}, 0.0
+    budget_left = reference.max_seconds
+    results, ref_seconds, neural_seconds = [], 0.0, 0.0
+    for i, view in enumerate(inputs.views):
+        t0 = time.perf_counter()
+        if view.shape not in tracers:
+            log(f"loading the {view.shape} and compiling the path tracer (a minute or more on lavapipe "
+                "the first time)")
+            tracers[view.shape], _ = prepare_render(device, shape_scene(SHAPES[view.shape], inputs.source,
+                                                                        inputs.asset_path, size), "reference",
+                                                    switchable=True)
+            tracers[view.shape].compile()
+        tracer = tracers[view.shape]
+        tracer.scene.camera = view_camera(view, size)
+        setup += time.perf_counter() - t0
+        label = f"[{i + 1}/{len(inputs.views)}] {view.name}"
+        if view.name in cached:
+            image, rec = cached[view.name]
+            ref = Halves(image, rec["spp"], rec["seconds"], rec["noise_flip"], rec["stopped"], cached=True)
+            log(f"{label}: reference from the cache ({ref.spp} spp, halves FLIP {ref.noise_flip:.4f})")
+        else:
+            share = None if budget_left is None else budget_left / len(to_render)
+            ref = render_halves(tracer, "reference", size, Sampling(reference.target, reference.max_spp, share),
+                                log, f"{label} reference")
+            to_render.remove(view)
+            if budget_left is not None:
+                budget_left = max(0.0, budget_left - ref.seconds)
+            ref_seconds += ref.seconds
+            cache.store(keys[view.name], ref.image, ref.record())
+        out = render_halves(tracer, "neural", size, neural, log, f"{label} neural")
+        neural_seconds += out.seconds
+        maps, m, mask = _group_metrics(ref, out, name)
+        lod = out.aovs["lod"][mask]
+        results.append(ViewResult(view, ref, out, maps, m,
+                                  [float(x) for x in np.percentile(lod, [5, 50, 95])] if lod.size else None,
+                                  float(mask.mean())))
+        log(f"{label}: FLIP {m['image']['flip']:.4f}, PSNR {m['image']['psnr_db']:.2f} dB "
+            f"(reference {ref.spp} spp, halves FLIP {ref.noise_flip:.4f}; neural {out.spp} spp, "
+            f"halves FLIP {out.noise_flip:.4f})")
+    seconds = {"wall": time.perf_counter() - wall, "setup": setup, "reference": ref_seconds, "neural": neural_seconds}
+    return Fidelity(inputs, results, reference, neural, device.info.adapter_name, seconds, cache.folder)
