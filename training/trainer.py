@@ -29,7 +29,7 @@ Schedule: Adam (0.9, 0.999, eps 1e-7) with a cosine learning rate over all itera
 lr_start = 1e-2 to lr_end = 1e-4, times a multiplier per parameter group: 10 for the evaluator's
 first layer and the learned frames' layer, 0.1 for the latents when they are fine-tuned after the
 encoder phase (1 when a model without encoder trains them from scratch), 1 for the rest. The paper
-used 1e-3 -> 1e-4 over 300k iterations; a default bake here has 4000 (training/bake.py), and with the paper's rates the
+used 1e-3 -> 1e-4 over 300k iterations; a default bake here has 4000, and with the paper's rates the
 2x32 evaluator stopped far from converged. Measured on flat-patch FLIP (front / specular / grazing,
 training/report.py) after 2000 iterations: woven_fabric 0.089 / 0.072 / 0.110 with 1e-3, 0.044 /
 0.036 / 0.079 with 3e-3, 0.038 / 0.042 / 0.068 with 1e-2. The faster first layers let the small
