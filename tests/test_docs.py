@@ -279,3 +279,32 @@ def test_numpy_only_asset_reader_runs():
     features[0, [2, 5, 8, 11]] = 1.0  # wi = wo = the normal, in both (unperturbed) frames
     f = np.exp(scope["mlp"]("evaluator", np.concatenate([features, latent], axis=1)) - 3)
     assert f.shape == (1, 3) and np.all(f > 0)
+
+
+def _subparsers(parser):
+    import argparse
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_inline_commands_exist(parser):
+    """`neumat X ...` in the prose and tables (usage forms included) names a subcommand that exists,
+    with flags it has; a complete one parses, and its files exist."""
+    sub = _subparsers(parser)
+    for page in PAGES:
+        for m in re.finditer(r"`neumat ([^`]+)`", _text_outside_code(page)):
+            words = m.group(1).split()
+            where = f"{_rel(page)}: `neumat {m.group(1)}`"
+            assert words[0] in sub, f"{where}: no such subcommand"
+            command = sub[words[0]]
+            if words[0] == "material" and len(words) > 1:
+                assert words[1] in _subparsers(command), f"{where}: no such action"
+                command = _subparsers(command)[words[1]]
+            flags = {f for f in re.split(r"[\s\[\]|\\]+", m.group(1)) if f.startswith("-")}
+            known = {s for a in command._actions for s in a.option_strings}
+            assert flags <= known, f"{where}: unknown flags {sorted(flags - known)}"
+            placeholder = re.search(r"[\[\]|<>]|\.\.\.|\b[A-Z][A-Z.]+\b", m.group(1))
+            # Parse complete commands: flags, no placeholders, and the positional arguments first
+            # (`neumat render --mode neural` in a sentence is a flag's mention, not a command).
+            args = words[2:] if words[0] == "material" else words[1:]
+            if flags and not placeholder and args and not args[0].startswith("-"):
+                test_shell_example(["neumat", *words], parser)
