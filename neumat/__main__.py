@@ -1,5 +1,3 @@
-import sys
+from neumat.cli import run
 
-from neumat.cli import main
-
-sys.exit(main())
+run()

@@ -1,11 +1,16 @@
 """`neumat`: one command, several subcommands, each in its own module (neumat/*_cmd.py) that imports
 what it needs only when it runs, so that `neumat --help` is instant and `renderer` never has to know
-about `training`. This module holds the options every command shares and the error handling."""
+about `training`. Building the parser imports no torch, slangpy or GL (tests/test_cli.py checks).
+This module holds the options every command shares, the error handling and Ctrl-C's exit."""
 
 import argparse
 import sys
 
+from renderer import interrupts
 from renderer.errors import NeumatError
+from renderer.numbers import number_option
+
+EXPOSURE_RANGE = (-64.0, 64.0)  # stops: beyond any use, and 2^64 x a float32 radiance below 1e19 stays finite
 
 
 def _add_device_flag(p: argparse.ArgumentParser) -> None:
@@ -16,7 +21,8 @@ def _add_device_flag(p: argparse.ArgumentParser) -> None:
 
 def _add_display_flags(p: argparse.ArgumentParser) -> None:
     from renderer.image_io import TONEMAPPERS
-    p.add_argument("--exposure", type=float, default=0.0, help="PNG exposure in stops (default 0)")
+    p.add_argument("--exposure", type=number_option(*EXPOSURE_RANGE), default=0.0,
+                   help=f"PNG exposure in stops, in [{EXPOSURE_RANGE[0]:g}, {EXPOSURE_RANGE[1]:g}] (default 0)")
     p.add_argument("--tonemapper", choices=sorted(TONEMAPPERS), default="aces",
                    help="PNG tonemapper (default aces: Narkowicz's ACES filmic fit)")
 
@@ -42,16 +48,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Runs one command; returns its exit code (2 on bad input, 130 on Ctrl-C, both with one line)."""
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+        code = args.func(args)
+        if code != 130 and interrupts.received():  # swallowed on the way (torch's C++ import of numpy
+            raise KeyboardInterrupt                   # clears errors): still an interrupted command
+        return code
     except NeumatError as exc:
         print(f"neumat: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("neumat: interrupted", file=sys.stderr)
+        print(interrupts.MESSAGE, file=sys.stderr)
         return 130
+    except Exception:
+        if interrupts.received():  # a library turned the interrupt into another error (a half-done import)
+            print(interrupts.MESSAGE, file=sys.stderr)
+            return 130
+        raise
+
+
+def run() -> None:
+    """The console command: main() with Ctrl-C's watchdog (renderer/interrupts.py); an interrupted
+    command ends at once, without interpreter teardown; a finished one tears down undisturbed."""
+    interrupts.install()
+    code = main()
+    if code == 130:
+        interrupts.exit_now(code)
+    interrupts.finish()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -99,7 +99,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def add_view_parser(sub, add_device_flag, add_display_flags) -> None:
     """Registers `neumat view` on the subparsers `sub` of the neumat command."""
-    from renderer.viewer.session import VIEW_MODES
+    from renderer.viewer.modes import VIEW_MODES
 
     p = sub.add_parser("view", help="interactive viewer: orbit a scene, flip materials between neural and reference",
                        description="Opens a window on a scene (default: the built-in stage with the pre-baked "

@@ -1,11 +1,15 @@
 """The console command as a user meets it: output files, closing lines, exit codes, no tracebacks."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 
+from neumat.cli import main
 from renderer.image_io import read_image
 
 
@@ -30,14 +34,55 @@ def test_sysinfo_reports_device_and_features():
 
 
 def test_bad_input_is_one_clear_message(tmp_path):
+    (tmp_path / "dir.png").mkdir()
     for args, message in [
         (("render-test", "-o", str(tmp_path / "missing" / "x.png")), "does not exist"),
         (("render-test", "-o", str(tmp_path / "x.tiff")), "unknown image extension"),
         (("sysinfo", "--device", "no-such-gpu"), "No Vulkan adapter matches"),
+        (("render-test", "-o", str(tmp_path / "dir.png")), "is a folder"),  # refused before rendering
     ]:
         result = neumat(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / "dir.png"] and not any((tmp_path / "dir.png").iterdir())
+
+
+@pytest.mark.parametrize("value, message", [("10000", "must be in [-64, 64], got 10000"),
+                                            ("nan", "must be finite, got nan"), ("lots", "expected a number")])
+def test_exposure_out_of_range_is_refused_before_rendering(tmp_path, capsys, value, message):
+    """--exposure 10000 overflowed after rendering; nan wrote a black PNG with exit code 0."""
+    with pytest.raises(SystemExit) as exc:
+        main(["render-test", "-o", str(tmp_path / "x.png"), "--exposure", value])
+    assert exc.value.code == 2
+    assert f"argument --exposure: {message}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_parser_imports_no_torch_slangpy_or_gl():
+    """`neumat --help` took 3 s: building the parser imported the viewer session (slangpy, torch)."""
+    code = ("import sys\nfrom neumat.cli import build_parser\nbuild_parser().format_help()\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'slangpy', 'OpenGL', 'glfw', "
+            "'imgui_bundle', 'trimesh', 'flip_evaluator'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("delay", [0.4, 0.8, 1.5, 3.0])
+def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, delay):
+    """Ctrl-C in the first seconds (imports, device, compile, rendering) of a long render: it was
+    swallowed inside torch's import (the command ran on), aborted (134) or ended in a traceback."""
+    out = tmp_path / "x.png"
+    proc = subprocess.Popen([sys.executable, "-m", "neumat", "render", "material_ball", "--spp", "1000000",
+                             "--width", "16", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(delay)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err == "neumat: interrupted\n", (proc.returncode, err)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -45,6 +45,7 @@ from typing import Callable
 import torch
 
 from renderer.atomic_files import atomic_output, remove_stale_temporaries, temporary_dir, temporary_file
+from renderer import interrupts
 from renderer.errors import NeumatError
 from renderer.neural_asset import ASSET_SUFFIX, MANIFEST_NAME
 from training.networks import EVALUATOR_SIZES
@@ -58,6 +59,7 @@ MIN_RESOLUTION = 4
 CHECKPOINT_SUFFIX = ".checkpoint.pt"
 CHECKPOINT_VERSION = 2  # 2: loadable with weights_only (trainer.CHECKPOINT_FORMAT 2)
 REPORT_DIR = "report"
+STOP_GRACE_SECONDS = 120.0  # after the first Ctrl-C: finish the step, write the checkpoint (a slow step: seconds)
 # Settings a resumed bake must share with its checkpoint (iteration counts are compared separately:
 # a time-budget bake re-plans them).
 _MATCHING_FIELDS = ("evaluator", "resolution", "use_encoder", "use_frames", "batch_size", "target_queries",
@@ -272,7 +274,9 @@ class _InterruptFlag:
 
     def _handle(self, signum, frame) -> None:
         if self.set:
+            interrupts.acknowledge()
             raise KeyboardInterrupt
+        interrupts.acknowledge(STOP_GRACE_SECONDS)  # the step and the checkpoint get time to finish
         self.set = True
 
     def __exit__(self, *exc) -> None:

@@ -25,14 +25,8 @@ from renderer.image_metrics import ldr_flip_error
 from renderer.pathtracer import Accumulator, PathTracer, RenderResult, prepare_render
 from renderer.scene import REFERENCE, NEURAL, Scene, find_scene, load_scene
 from renderer.viewer.camera import OrbitCamera
+from renderer.viewer.modes import VIEW_MODES
 
-VIEW_MODES = {
-    "beauty": "beauty",
-    "split": "split: neural | reference",
-    "error": "FLIP error vs reference",
-    "lod": "level of detail",
-    "normals": "normals",
-}
 FRAME_BUDGET_SECONDS = 0.1      # the longest dispatch step() aims for: the window stays responsive
 FLIP_INTERVAL_SECONDS = 1.0     # the error view recomputes FLIP at most this often
 LOD_RANGE = 10.0                # the heatmap's top colour (a 1024-texel texture has levels 0..10)
