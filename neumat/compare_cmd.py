@@ -263,14 +263,14 @@ def add_compare_parser(sub, add_device_flag) -> None:
                    help="render the asset and the material graph it was baked from on the fixed views (a ball and "
                         "a tile: whole, close-up, far, grazing) and report per-view and mean FLIP; --spp is then "
                         "the neural side's fixed spp per view (default: until its halves' FLIP is at most 0.01, "
-                        "at most 512 spp)")
+                        "within 30 s for all views)")
     m.add_argument("--source", default=None, metavar="FILE.toml",
                    help="the material graph the asset was baked from (default: the manifest's source.file, beside "
                         "the asset, in ../materials or among the bundled materials)")
     m.add_argument("--views", type=int, default=None, metavar="N", help="the first N of the 5 fixed views (default 5)")
     m.add_argument("--size", type=int, default=None, metavar="PX", help="pixels per view, square (default 128)")
     m.add_argument("--reference-minutes", type=float, default=None, metavar="MIN",
-                   help="time budget of the reference renders, all views together (default 7)")
+                   help="time budget of the reference renders, all views together (default 6.5)")
     m.add_argument("--reference-max-spp", type=int, default=None, metavar="N",
                    help="spp cap of each view's reference (default 32768)")
     m.add_argument("--reference-cache", default=None, metavar="DIR",

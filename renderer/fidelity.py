@@ -5,9 +5,11 @@ views, each rendered to convergence.
 Each side of a view is rendered as two independent halves (different seeds, equal samples per
 pixel); the FLIP between the halves measures that side's own noise, and the image is their mean.
 A side is rendered progressively (FIRST_SPP per half, then doubling) until its halves' FLIP is at
-most the noise target, or a cap: samples per pixel, and for the reference a time budget shared by
-the views (what a view leaves unused goes to the next). The neural side uses the same rule with an
-spp cap only (the same numbers on every run), or a fixed spp (--spp).
+most the noise target, or a cap: MAX_SPP per view, and a time budget shared by the views (what a
+view leaves unused goes to the next): REFERENCE_MINUTES for the reference, which is rendered once
+and cached, NEURAL_MINUTES for the neural side, rendered on every run. `--spp` fixes the neural
+side's spp instead. On a GPU both sides reach the target long before their caps; on lavapipe the
+time budgets stop them, and the output says so per view.
 
 Why the neural side is converged too: the FLIP between a noisy neural render and a converged
 reference counts the neural render's noise as error. The report gives both sides' halves FLIP next
@@ -18,8 +20,10 @@ Converged references are cached (renderer/reference_cache.py): a second comparis
 material renders only the neural side."""
 
 import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +37,13 @@ from renderer.reference_cache import ReferenceCache, reference_key
 NOISE_TARGET = 0.01       # FLIP between a side's two halves at which it counts as converged
 FIRST_SPP = 16            # per half, before the first check
 STEP_SECONDS = 15.0       # longest render between two checks, so progress lines keep coming
+HEARTBEAT_SECONDS = 20.0  # a line this often while the path tracer compiles
 DEFAULT_SIZE = 128        # pixels, square
 MIN_SIZE, MAX_SIZE = 8, 2048
 MAX_DEPTH = 8
-REFERENCE_MINUTES = 7.0   # the reference's time budget, all views together (cold cache)
-REFERENCE_MAX_SPP = 32768  # per view, both halves together
-NEURAL_MAX_SPP = 512      # per view, both halves together
+REFERENCE_MINUTES = 6.5   # the reference's time budget, all views together (cold cache)
+NEURAL_MINUTES = 0.5      # the neural side's time budget, all views together (every run)
+MAX_SPP = 32768           # per view and side, both halves together
 SEEDS = {"reference": (1, 2), "neural": (3, 4)}
 MATERIAL_DIR = ASSET_DIR / "materials"
 
@@ -48,9 +53,13 @@ class Sampling:
     """How one side is rendered: to `target` halves FLIP within `max_spp` (both halves) and
     `max_seconds`, or exactly `fixed_spp` when given."""
     target: float = NOISE_TARGET
-    max_spp: int = NEURAL_MAX_SPP
-    max_seconds: float | None = None
+    max_spp: int = MAX_SPP
+    max_seconds: float | None = None   # all views together: each view gets an equal share of what is left
     fixed_spp: int | None = None
+
+    def for_view(self, seconds_left: float | None, views_left: int) -> "Sampling":
+        share = None if seconds_left is None else seconds_left / max(views_left, 1)
+        return Sampling(self.target, self.max_spp, share, self.fixed_spp)
 
     def describe(self) -> dict:
         if self.fixed_spp:
@@ -135,12 +144,12 @@ def samplings(spp: int | None = None, reference_minutes: float | None = None,
     """(reference, neural) sampling from the command's options (None: the defaults); `spp` is the
     neural side's fixed spp per view. Raises NeumatError for values out of range."""
     minutes = REFERENCE_MINUTES if reference_minutes is None else reference_minutes
-    max_spp = REFERENCE_MAX_SPP if reference_max_spp is None else reference_max_spp
+    max_spp = MAX_SPP if reference_max_spp is None else reference_max_spp
     if not (minutes > 0 and max_spp >= 2):
         raise NeumatError(f"--reference-minutes must be > 0 and --reference-max-spp >= 2, got {minutes:g}, {max_spp}")
     if spp is not None and spp < 2:
         raise NeumatError(f"--spp must be >= 2 with --material (two halves), got {spp}")
-    neural = Sampling(fixed_spp=spp) if spp else Sampling(max_spp=NEURAL_MAX_SPP)
+    neural = Sampling(fixed_spp=spp) if spp else Sampling(max_seconds=60.0 * NEURAL_MINUTES)
     return Sampling(max_spp=max_spp, max_seconds=60.0 * minutes), neural
 
 
@@ -230,6 +239,24 @@ class Fidelity:
         }
 
 
+@contextmanager
+def _heartbeat(log: Callable[[str], None], what: str) -> Iterator[None]:
+    """Logs `what` every HEARTBEAT_SECONDS while the block runs (a compile is one long call)."""
+    stop, start = threading.Event(), time.perf_counter()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            log(f"{what} ({time.perf_counter() - start:.0f} s)")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _mean_psnr(values: list[float]) -> float:
     return math.inf if any(math.isinf(v) for v in values) else float(np.mean(values))
 
@@ -263,17 +290,16 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
         f"rendering {len(to_render)}" + (f" (budget {reference.max_seconds / 60:.1f} min)"
                                          if to_render and reference.max_seconds else ""))
     tracers, setup = {}, 0.0
-    budget_left = reference.max_seconds
     results, ref_seconds, neural_seconds = [], 0.0, 0.0
     for i, view in enumerate(inputs.views):
         t0 = time.perf_counter()
         if view.shape not in tracers:
             log(f"loading the {view.shape} and compiling the path tracer (a minute or more on lavapipe "
                 "the first time)")
-            tracers[view.shape], _ = prepare_render(device, shape_scene(SHAPES[view.shape], inputs.source,
-                                                                        inputs.asset_path, size), "reference",
-                                                    switchable=True)
-            tracers[view.shape].compile()
+            scene = shape_scene(SHAPES[view.shape], inputs.source, inputs.asset_path, size)
+            tracers[view.shape], _ = prepare_render(device, scene, "reference", switchable=True)
+            with _heartbeat(log, "still compiling"):
+                tracers[view.shape].compile()
         tracer = tracers[view.shape]
         tracer.scene.camera = view_camera(view, size)
         setup += time.perf_counter() - t0
@@ -283,15 +309,15 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
             ref = Halves(image, rec["spp"], rec["seconds"], rec["noise_flip"], rec["stopped"], cached=True)
             log(f"{label}: reference from the cache ({ref.spp} spp, halves FLIP {ref.noise_flip:.4f})")
         else:
-            share = None if budget_left is None else budget_left / len(to_render)
-            ref = render_halves(tracer, "reference", size, Sampling(reference.target, reference.max_spp, share),
-                                log, f"{label} reference")
+            left = None if reference.max_seconds is None else max(0.0, reference.max_seconds - ref_seconds)
+            ref = render_halves(tracer, "reference", size, reference.for_view(left, len(to_render)), log,
+                                f"{label} reference")
             to_render.remove(view)
-            if budget_left is not None:
-                budget_left = max(0.0, budget_left - ref.seconds)
             ref_seconds += ref.seconds
             cache.store(keys[view.name], ref.image, ref.record())
-        out = render_halves(tracer, "neural", size, neural, log, f"{label} neural")
+        left = None if neural.max_seconds is None else max(0.0, neural.max_seconds - neural_seconds)
+        out = render_halves(tracer, "neural", size, neural.for_view(left, len(inputs.views) - i), log,
+                            f"{label} neural")
         neural_seconds += out.seconds
         maps, m, mask = _group_metrics(ref, out, name)
         lod = out.aovs["lod"][mask]

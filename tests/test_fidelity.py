@@ -1,0 +1,137 @@
+"""`neumat compare --material` (renderer/fidelity.py, fidelity_views.py, reference_cache.py): bad
+input, the reference cache's key and files, and a tiny material measured on two views, cold and
+then from the cache."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+import renderer.reference_cache as reference_cache
+from conftest import TINY_MATERIAL_TOML
+from neumat.cli import main
+from renderer.fidelity_views import SHAPES, VIEWS
+from renderer.image_io import read_image
+from renderer.reference_cache import ReferenceCache, reference_key
+from scene_helpers import tiny_asset
+
+TINY_RUN = ["--size", "16", "--views", "2", "--reference-max-spp", "64", "--spp", "16"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A folder with the tiny material and an untrained asset of it (random weights: a wrong
+    neural material, so its FLIP is well above the reference's noise)."""
+    folder = tmp_path_factory.mktemp("fidelity")
+    (folder / "tiny.toml").write_text(TINY_MATERIAL_TOML)
+    tiny_asset(folder / "tiny.neumat", folder / "tiny.toml", 1)
+    return folder
+
+
+def test_views_are_distinct_and_name_their_shapes():
+    assert len({v.name for v in VIEWS}) == len(VIEWS) == 5
+    assert all(v.shape in SHAPES for v in VIEWS) and {v.shape for v in VIEWS} == set(SHAPES)
+    assert len({json.dumps(v.key(), sort_keys=True) for v in VIEWS}) == len(VIEWS)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no source", r"cannot find the material it was baked from, tiny\.toml; tried .*elsewhere.*tiny\.toml.*"
+                  r"point at it with --source FILE\.toml"),
+    ("missing --source", r"--source .*nope\.toml: no such material file"),
+    ("stale", r"tiny\.neumat is stale: it was baked from another version of .*tiny\.toml .*rebake it with "
+              r"`neumat bake"),
+    ("views 0", r"--views must be 1 to 5 \(the fixed views: ball, tile_closeup, .*\), got 0"),
+    ("views 9", r"--views must be 1 to 5 .*got 9"),
+    ("scene too", r"--material takes no scene or images"),
+])
+def test_bad_input_is_one_error_and_writes_nothing(tiny, tmp_path, capsys, case, message):
+    asset = tiny / "tiny.neumat"
+    args = ["compare", "--material", str(asset), "-o", str(tmp_path / "out"), "--reference-cache",
+            str(tmp_path / "cache")]
+    if case == "no source":
+        shutil.copytree(asset, tmp_path / "elsewhere" / "tiny.neumat")
+        args[2] = str(tmp_path / "elsewhere" / "tiny.neumat")
+    elif case == "missing --source":
+        args += ["--source", str(tmp_path / "nope.toml")]
+    elif case == "stale":
+        (tmp_path / "tiny.toml").write_text(TINY_MATERIAL_TOML.replace("0.3", "0.35"))
+        args += ["--source", str(tmp_path / "tiny.toml")]
+    elif case.startswith("views"):
+        args += ["--views", case.split()[1]]
+    else:
+        args.insert(1, "stage")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and re.search(message, err), err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_reference_key_covers_material_view_size_and_renderer(tmp_path, monkeypatch):
+    view = VIEWS[0].key()
+    base = reference_key("a" * 64, view, 128, {"max_depth": 8})
+    assert base == reference_key("a" * 64, view, 128, {"max_depth": 8})
+    others = [reference_key("b" * 64, view, 128, {"max_depth": 8}), reference_key("a" * 64, VIEWS[1].key(), 128,
+              {"max_depth": 8}), reference_key("a" * 64, view, 64, {"max_depth": 8}),
+              reference_key("a" * 64, view, 128, {"max_depth": 4})]
+    assert len({base, *others}) == 5
+    # A change to any reference shader source changes the fingerprint, hence every key.
+    (tmp_path / "shaders" / "materials").mkdir(parents=True)
+    layered = tmp_path / "shaders" / "materials" / "layered.slang"
+    layered.write_text("// v1")
+    monkeypatch.setattr(reference_cache, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(reference_cache, "_FINGERPRINTED", ("shaders/materials",))
+    reference_cache.renderer_fingerprint.cache_clear()
+    try:
+        first = reference_cache.renderer_fingerprint()
+        reference_cache.renderer_fingerprint.cache_clear()
+        layered.write_text("// v2: less noise, same mean")
+        assert reference_cache.renderer_fingerprint() != first
+    finally:
+        reference_cache.renderer_fingerprint.cache_clear()
+
+
+def test_cache_entries_round_trip_and_unreadable_ones_are_misses(tmp_path):
+    cache = ReferenceCache(tmp_path / "cache")
+    image = np.random.default_rng(0).uniform(0, 2, (4, 5, 3)).astype(np.float32)
+    record = {"spp": 64, "seconds": 1.5, "noise_flip": 0.02, "stopped": "target"}
+    assert cache.load("k") is None
+    path = cache.store("k", image, record)
+    got, rec = cache.load("k")
+    np.testing.assert_array_equal(got, image)
+    assert rec == record and [p.name for p in path.parent.iterdir()] == ["k.npz"]  # no temporary file left
+    path.write_bytes(b"truncated")
+    assert cache.load("k") is None
+
+
+@pytest.mark.slow
+@pytest.mark.gpu("ray_tracing", "acceleration_structure")
+def test_measures_the_views_then_reuses_the_cached_reference(tiny, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    args = ["compare", "--material", str(tiny / "tiny.neumat"), "--reference-cache", str(cache)] + TINY_RUN
+    assert main(args + ["-o", str(tmp_path / "cold")]) == 0
+    cold_log = capsys.readouterr().err
+    data = json.loads((tmp_path / "cold" / "metrics.json").read_text())
+    assert {"views", "mean_flip", "reference_noise_flip", "neural_noise_flip"} <= set(data)
+    assert [v["name"] for v in data["views"]] == ["ball", "tile_closeup"]
+    for v in data["views"]:
+        assert 0 < v["reference"]["spp"] <= 64 and v["neural"]["spp"] == 16 and not v["reference"]["cached"]
+        assert v["neural"]["stopped"] == "fixed spp" and 0 < v["coverage"] <= 1
+        # The reference against itself (two seeds) is far closer than the untrained network is.
+        assert v["reference"]["noise_flip"] < v["flip_material_pixels"] / 2, v
+    assert data["mean_flip"] == pytest.approx(np.mean([v["flip"] for v in data["views"]]))
+    assert data["reference_noise_flip"] == max(v["reference"]["noise_flip"] for v in data["views"])
+    assert data["neural_sampling"] == {"rule": "fixed spp", "spp": 16}
+    names = {p.name for p in (tmp_path / "cold").iterdir()}
+    assert {"metrics.json", "report.html", "views.png", "ball.png", "ball_reference.exr", "ball_neural.exr"} <= names
+    assert "ball reference: " in cold_log and len(list(cache.glob("*.npz"))) == 2
+
+    assert main(args + ["-o", str(tmp_path / "warm")]) == 0
+    warm_log = capsys.readouterr().err
+    warm = json.loads((tmp_path / "warm" / "metrics.json").read_text())
+    assert all(v["reference"]["cached"] for v in warm["views"]) and warm["seconds"]["reference"] == 0
+    assert "reference: " not in warm_log.replace("reference from the cache", "") and "neural: " in warm_log
+    for name in ("ball", "tile_closeup"):
+        np.testing.assert_array_equal(read_image(tmp_path / "warm" / f"{name}_reference.exr"),
+                                      read_image(tmp_path / "cold" / f"{name}_reference.exr"))
