@@ -707,7 +707,8 @@ class Remap(NodeType):
 
     def evaluate(self, args, grid):
         (f0, f1), (t0, t1) = args["from"], args["to"]
-        t = np.clip((args["input"].astype(np.float64) - f0) / (f1 - f0), 0, 1)
+        with np.errstate(over="ignore"):  # from = [0, 5e-324]: a step, inf before the clamp
+            t = np.clip((args["input"].astype(np.float64) - f0) / (f1 - f0), 0, 1)
         curve = args["curve"]
         if curve == "smoothstep":
             t = t * t * (3 - 2 * t)
