@@ -29,6 +29,7 @@ from renderer.environment import EnvironmentMap, load_environment
 from renderer.errors import NeumatError
 from renderer.kernels import COMPILE_STATS
 from renderer.meshes import Mesh, load_mesh_file, procedural
+from renderer.numbers import FLOAT32_MAX
 from renderer.scene import MaterialAssignment, Scene, resolve_materials
 
 SHADER = "render/pathtracer.slang"
@@ -536,7 +537,20 @@ def load_meshes(scene: Scene) -> tuple[list[Mesh], list[int]]:
             keys[key] = len(meshes)
             meshes.append(mesh)
         object_mesh.append(keys[key])
+        _check_world_range(scene, obj, meshes[keys[key]])
     return meshes, object_mesh
+
+
+def _check_world_range(scene: Scene, obj, mesh: Mesh) -> None:
+    """A transform and a mesh each finite can overflow float32 together (scale 1e30 on a mesh 1e10
+    wide): the acceleration structure would drop the object silently."""
+    lo, hi = mesh.positions.min(0).astype(np.float64), mesh.positions.max(0).astype(np.float64)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    world = corners @ obj.transform[:3, :3].T + obj.transform[:3, 3]
+    if not np.all(np.abs(world) <= FLOAT32_MAX):
+        raise NeumatError(f"{scene.path.name}: {obj.key}: its transform takes the mesh ({obj.mesh.key}) to "
+                          f"coordinates up to {np.abs(world).max():.3g}, beyond 32-bit floating point "
+                          f"({FLOAT32_MAX:.3g}); use a smaller scale or translation")
 
 
 def _placeholder_material(device: spy.Device):

@@ -255,3 +255,11 @@ def test_a_mesh_with_a_nan_vertex_names_the_file_and_the_vertex(tmp_path, capsys
     code, err = _run([tmp_path / name, "-o", tmp_path / "out.png", "--spp", 1], capsys)
     assert code == 2 and "bad.toml: objects[0].mesh: quad.obj: vertex 3" in err, err
     assert err.count("\n") == 1 and set(tmp_path.iterdir()) == before
+
+
+def test_a_transform_that_takes_a_mesh_beyond_float32_is_an_error(tmp_path):
+    from renderer.pathtracer import load_meshes
+
+    path = scene(tmp_path, camera() + '[[objects]]\nmesh = { shape = "sphere", radius = 1e10 }\nscale = 1e30\n', "far")
+    with pytest.raises(NeumatError, match=r"^far.toml: objects\[0\]: its transform takes the mesh .* beyond 32-bit"):
+        load_meshes(load_scene(path))
