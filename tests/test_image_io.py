@@ -86,14 +86,16 @@ def test_16_bit_grey_png_keeps_its_values(tmp_path):
     """convert("RGB") clipped 16-bit grey to white: environment maps and compare inputs read white."""
     from PIL import Image
 
-    from renderer.image_io import read_rgba
-
     Image.fromarray(np.full((3, 5), 16384, np.uint16)).save(tmp_path / "grey16.png")
     assert Image.open(tmp_path / "grey16.png").mode.startswith("I")
-    np.testing.assert_allclose(read_rgba(tmp_path / "grey16.png", srgb=False)[..., :3], 16384 / 65535, rtol=1e-6)
     rgb = read_image(tmp_path / "grey16.png")
     assert rgb.shape == (3, 5, 3)
     np.testing.assert_allclose(rgb, srgb_decode(np.float64(16384 / 65535)), rtol=1e-5)
+
+    from renderer.image_io import read_rgba  # the material image node's view: stored values, alpha
+
+    np.testing.assert_allclose(read_rgba(tmp_path / "grey16.png", srgb=False), [[[16384 / 65535] * 3 + [1.0]] * 5] * 3,
+                               rtol=1e-6)
 
 
 def test_a_png_claiming_a_huge_size_is_one_clear_error(tmp_path, capsys):
