@@ -75,14 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"first dispatch of each kernel (Slang compilation and pipeline creation, cached on disk): "
           f"{time.perf_counter() - start:.1f} s\n")
 
-    print(f"{'material':24s} {'layers':>6s} {'K':>3s} {'eval/s':>12s} {'sample/s':>12s} {'pdf/s':>12s}")
+    # "plain eval": the plain estimator (presence drawn per walk, no QMC), timed in the same run so
+    # that the default estimator's cost can be read as a ratio on a noisy machine.
+    plain = ref.WalkSettings(n_walks=args.n_walks, plain=True)
+    print(f"{'material':24s} {'layers':>6s} {'K':>3s} {'eval/s':>12s} {'plain eval/s':>13s} {'ratio':>6s} "
+          f"{'sample/s':>12s} {'pdf/s':>12s}")
     for material in materials:
         lod = rng.uniform(0, len(material.pyramid), n).astype(np.float32)
         e = rate(lambda: ref.evaluate(material, uv, wi, wo, lod, n_walks=args.n_walks, seed=args.seed), n)
+        e0 = rate(lambda: ref.evaluate(material, uv, wi, wo, lod, seed=args.seed, walk=plain), n)
         s = rate(lambda: ref.sample(material, uv, wi, lod, seed=args.seed), n)
         p = rate(lambda: ref.pdf(material, uv, wi, wo, lod), n)
         print(f"{material.name:24s} {len(material.layout.layer_types):6d} {material.width:3d} "
-              f"{e:12,.0f} {s:12,.0f} {p:12,.0f}")
+              f"{e:12,.0f} {e0:13,.0f} {e / e0:6.2f} {s:12,.0f} {p:12,.0f}")
     return 0
 
 

@@ -18,7 +18,7 @@ squared mean of the whole, and the share of that variance carried by the largest
 (near 1: a heavy tail).
 
     python tools/reference_convergence.py [--json OUT] [--texels 128] [--walks 64 256 1024]
-                                          [--materials car_paint ...] [--per-term] [--device lavapipe]
+                                          [--materials car_paint ...] [--per-term] [--plain] [--device lavapipe]
 """
 
 import argparse
@@ -44,11 +44,11 @@ TAIL_FRACTION = 1e-3
 
 
 def patch(material: ref.ReferenceMaterial, config, texels: int, walks: int, seed: int,
-          terms: int = ref.TERM_ALL) -> np.ndarray:
+          terms: int = ref.TERM_ALL, plain: bool = False) -> np.ndarray:
     """A flat-patch estimate averaging `walks` walks per texel, linear [texels, texels, 3]."""
     uv = patch_uv(material.resolution[1], texels)
     n = len(uv)
-    walk = replace(material.walk, n_walks=walks, terms=terms)
+    walk = replace(material.walk, n_walks=walks, terms=terms, plain=plain)
     f = ref.evaluate(material, uv, np.tile(config.wi, (n, 1)), np.tile(config.wo, (n, 1)), 0.0, seed=seed, walk=walk)
     return (f * np.float32(LIGHT_IRRADIANCE)).reshape(texels, texels, 3)
 
@@ -64,23 +64,23 @@ def exponent(walks: list[int], values: list[float]) -> float:
     return float(-np.polyfit(x, y, 1)[0])
 
 
-def convergence(material, config, texels: int, walk_counts: list[int], seed: int) -> dict:
+def convergence(material, config, texels: int, walk_counts: list[int], seed: int, plain: bool) -> dict:
     rows = []
     for k, walks in enumerate(walk_counts):
         half = max(walks // 2, 1)
-        a = patch(material, config, texels, half, seed + 2 * k)
-        b = patch(material, config, texels, half, seed + 2 * k + 1)
+        a = patch(material, config, texels, half, seed + 2 * k, plain=plain)
+        b = patch(material, config, texels, half, seed + 2 * k + 1, plain=plain)
         rows.append({"walks": 2 * half, "flip": flip_error(a, b)[1], "rel_rms": relative_rms(a, b)})
     return {"rows": rows,
             "flip_exponent": exponent([r["walks"] for r in rows], [r["flip"] for r in rows]),
             "rms_exponent": exponent([r["walks"] for r in rows], [r["rel_rms"] for r in rows])}
 
 
-def per_term(material, config, texels: int, repeats: int, seed: int) -> dict:
+def per_term(material, config, texels: int, repeats: int, seed: int, plain: bool) -> dict:
     """Each term's mean share and per-walk variance (relative to the whole's squared mean) from
     `repeats` single-walk estimates per texel."""
     def draws(terms: int) -> np.ndarray:  # [repeats, texels^2, 3]
-        return np.stack([patch(material, config, texels, 1, seed + 7919 * r + terms, terms).reshape(-1, 3)
+        return np.stack([patch(material, config, texels, 1, seed + 7919 * r + terms, terms, plain).reshape(-1, 3)
                          for r in range(repeats)])
 
     whole = draws(ref.TERM_ALL)
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--walks", type=int, nargs="+", default=[64, 256, 1024], help="walks per estimate, in all")
     parser.add_argument("--materials", nargs="+", default=None, help="bundled material names (default: all)")
     parser.add_argument("--per-term", action="store_true", help="also measure each eval() term's variance")
+    parser.add_argument("--plain", action="store_true",
+                        help="measure the plain estimator (presence drawn per walk, no QMC) instead of the default")
     parser.add_argument("--repeats", type=int, default=64, help="single-walk draws per texel for --per-term")
     parser.add_argument("--device", default=None, help="auto, nvidia, gpu, lavapipe, an index or part of a name")
     parser.add_argument("--seed", type=int, default=1)
@@ -119,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         results[path.stem] = {}
         for config in FLAT_PATCH_CONFIGS:
             start = time.perf_counter()
-            row = convergence(material, config, args.texels, args.walks, args.seed)
+            row = convergence(material, config, args.texels, args.walks, args.seed, args.plain)
             if args.per_term:
-                row["terms"] = per_term(material, config, min(args.texels, 64), args.repeats, args.seed)
+                row["terms"] = per_term(material, config, min(args.texels, 64), args.repeats, args.seed, args.plain)
             results[path.stem][config.name] = row
             noise = "  ".join(f"{r['walks']:5d}: {r['flip']:.4f} {r['rel_rms']:.4f}" for r in row["rows"])
             print(f"{path.stem:16s} {config.name:9s} walks: FLIP rel.RMS  {noise}   exponent FLIP "
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     worst = min(row["flip_exponent"] for m in results.values() for row in m.values()) if results else math.nan
     print(f"smallest FLIP exponent: {worst:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"texels": args.texels, "walks": args.walks, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"texels": args.texels, "walks": args.walks, "plain": args.plain,
+                                         "results": results}, indent=1))
     return 0
 
 
