@@ -4,6 +4,7 @@ import argparse
 import time
 
 from renderer.errors import NeumatError
+from renderer.scene import MAX_RESOLUTION
 
 
 def cmd_material_validate(args: argparse.Namespace) -> int:
@@ -24,8 +25,8 @@ def cmd_material_preview(args: argparse.Namespace) -> int:
     from renderer.materials.reference import ReferenceMaterial
 
     out = check_output_path(args.output)
-    if args.size < 16 or args.spp < 1:
-        raise NeumatError(f"--size must be >= 16 and --spp >= 1, got {args.size} and {args.spp}")
+    if not 16 <= args.size <= MAX_RESOLUTION or args.spp < 1:
+        raise NeumatError(f"--size must be in [16, {MAX_RESOLUTION}] and --spp >= 1, got {args.size} and {args.spp}")
     material = load_material(args.file)  # validates before any device work
     device = create_device(args.device)
     start = time.perf_counter()

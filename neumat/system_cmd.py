@@ -8,6 +8,7 @@ import time
 from importlib import metadata
 
 from renderer.errors import NeumatError
+from renderer.scene import MAX_RESOLUTION
 
 
 def _version(pkg: str) -> str:
@@ -49,8 +50,8 @@ def cmd_render_test(args: argparse.Namespace) -> int:
     from renderer.pattern import render_pattern
 
     out = check_output_path(args.output)
-    if args.width < 8 or args.height < 8:
-        raise NeumatError(f"--width/--height must be at least 8, got {args.width}x{args.height}")
+    if not (8 <= args.width <= MAX_RESOLUTION and 8 <= args.height <= MAX_RESOLUTION):
+        raise NeumatError(f"--width/--height must be in [8, {MAX_RESOLUTION}], got {args.width}x{args.height}")
     device = create_device(args.device)
     start = time.perf_counter()
     image = render_pattern(device, args.width, args.height)

@@ -183,6 +183,7 @@ def test_bad_input_is_a_neumat_error_and_writes_nothing(tmp_path):
         (good, tmp_path, BakeSettings(iterations=0), "iterations must be >= 1"),
         (good, tmp_path, BakeSettings(iterations=5, time_budget=1.0), "not both"),
         (good, tmp_path, BakeSettings(time_budget=-1.0), "positive"),
+        (good, tmp_path, BakeSettings(batch_size=10 ** 12), "batch size must be in \\[64, 4194304\\]"),
     ]
     for material, out, settings, message in cases:
         with pytest.raises(NeumatError, match=message):

@@ -58,6 +58,17 @@ def test_exposure_out_of_range_is_refused_before_rendering(tmp_path, capsys, val
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sizes_too_large_to_allocate_are_refused(tmp_path, capsys):
+    """A million-pixel-wide test image or preview ended in an allocation traceback."""
+    material = tmp_path / "m.toml"
+    material.write_text('[material]\nname = "m"\n[[layers]]\ntype = "diffuse"\nalbedo = 0.5\n')
+    for args, message in [(["render-test", "--width", "1000000"], "--width/--height must be in [8, 16384]"),
+                          (["material", "preview", str(material), "--size", "1000000"], "--size must be in [16, 16384]")]:
+        assert main([*args, "-o", str(tmp_path / "x.png")]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.toml"]
+
+
 def test_the_parser_imports_no_torch_slangpy_or_gl():
     """`neumat --help` took 3 s: building the parser imported the viewer session (slangpy, torch)."""
     code = ("import sys\nfrom neumat.cli import build_parser\nbuild_parser().format_help()\n"

@@ -54,6 +54,7 @@ from training.trainer import TrainConfig, Trainer
 DEFAULT_RESOLUTION = 256  # latent level 0 (capped at the material's own resolution)
 DEFAULT_ITERATIONS = 4000  # in all: half encoder phase, half fine-tuning
 DEFAULT_BATCH = 16384
+MAX_BATCH = 1 << 22  # a few GB of activations and reference queries per step
 ENCODER_SHARE = 0.5
 MIN_RESOLUTION = 4
 CHECKPOINT_SUFFIX = ".checkpoint.pt"
@@ -181,8 +182,8 @@ def train_config(settings: BakeSettings, resolution: int) -> TrainConfig:
         raise NeumatError(f"iterations must be >= 1, got {settings.iterations}")
     if settings.time_budget is not None and not (settings.time_budget > 0 and math.isfinite(settings.time_budget)):
         raise NeumatError(f"the time budget must be a positive number of minutes, got {settings.time_budget}")
-    if settings.batch_size < 64:
-        raise NeumatError(f"the batch size must be >= 64, got {settings.batch_size}")
+    if not 64 <= settings.batch_size <= MAX_BATCH:
+        raise NeumatError(f"the batch size must be in [64, {MAX_BATCH}], got {settings.batch_size}")
     if not 0 <= settings.seed < 2**32:
         raise NeumatError(f"the seed must be in [0, 2^32), got {settings.seed}")
     if settings.time_budget is not None:
