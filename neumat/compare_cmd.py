@@ -203,7 +203,7 @@ def compare_material(args: argparse.Namespace) -> int:
 
     _check_material_options(args)
     inputs = check_inputs(args.material, args.source, args.views, args.size)
-    reference, neural = samplings(args.spp, args.reference_minutes, args.reference_max_spp)
+    reference, neural = samplings(args.spp, args.reference_minutes, args.reference_max_spp, args.neural_minutes)
     out_dir = prepare_output_dir(args.output or f"compare_{inputs.material.name}")
     device = create_device(args.device)
     fidelity = measure(inputs, device, reference, neural, ReferenceCache(args.reference_cache),
@@ -273,6 +273,9 @@ def add_compare_parser(sub, add_device_flag) -> None:
                    help="time budget of the reference renders, all views together (default 6.5)")
     m.add_argument("--reference-max-spp", type=int, default=None, metavar="N",
                    help="spp cap of each view's reference (default 32768)")
+    m.add_argument("--neural-minutes", type=float, default=None, metavar="MIN",
+                   help="time budget of the neural renders, all views together (default 0.5; more gives a less "
+                        "noisy measurement)")
     m.add_argument("--reference-cache", default=None, metavar="DIR",
                    help="where converged references are kept (default: the neumat cache's fidelity-references)")
     m.add_argument("--fresh-reference", action="store_true", help="render the references again (and re-cache them)")

@@ -140,16 +140,19 @@ def _source_candidates(asset_path: Path, file_name: str) -> list[Path]:
 
 
 def samplings(spp: int | None = None, reference_minutes: float | None = None,
-              reference_max_spp: int | None = None) -> tuple[Sampling, Sampling]:
+              reference_max_spp: int | None = None, neural_minutes: float | None = None
+              ) -> tuple[Sampling, Sampling]:
     """(reference, neural) sampling from the command's options (None: the defaults); `spp` is the
     neural side's fixed spp per view. Raises NeumatError for values out of range."""
     minutes = REFERENCE_MINUTES if reference_minutes is None else reference_minutes
     max_spp = MAX_SPP if reference_max_spp is None else reference_max_spp
-    if not (minutes > 0 and max_spp >= 2):
-        raise NeumatError(f"--reference-minutes must be > 0 and --reference-max-spp >= 2, got {minutes:g}, {max_spp}")
+    neural_minutes = NEURAL_MINUTES if neural_minutes is None else neural_minutes
+    if not (minutes > 0 and neural_minutes > 0 and max_spp >= 2):
+        raise NeumatError("--reference-minutes and --neural-minutes must be > 0 and --reference-max-spp >= 2, got "
+                          f"{minutes:g}, {neural_minutes:g}, {max_spp}")
     if spp is not None and spp < 2:
         raise NeumatError(f"--spp must be >= 2 with --material (two halves), got {spp}")
-    neural = Sampling(fixed_spp=spp) if spp else Sampling(max_seconds=60.0 * NEURAL_MINUTES)
+    neural = Sampling(fixed_spp=spp) if spp else Sampling(max_seconds=60.0 * neural_minutes)
     return Sampling(max_spp=max_spp, max_seconds=60.0 * minutes), neural
 
 
