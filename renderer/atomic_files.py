@@ -58,7 +58,7 @@ def remove_stale_temporaries(target: str | Path) -> list[Path]:
         if not entry.name.startswith(prefix):
             continue
         pid_text = entry.name[len(prefix):].split("-", 1)[0]
-        if not pid_text.isdigit():
+        if not (pid_text.isdigit() and 0 < int(pid_text) < 1 << 31):
             continue
         pid = int(pid_text)
         try:

@@ -372,7 +372,10 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
         resumed_from = trainer.step
         log(f"resuming {material.name} from step {trainer.step} of {trainer.config.total_iterations} ({ckpt})")
     # Every input is checked: from here on files are written. A missing output folder is made now.
-    asset.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        asset.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NeumatError(f"{asset}: cannot make the output folder '{asset.parent}' ({e.strerror})") from None
     for target in (asset, ckpt):
         remove_stale_temporaries(target)  # of earlier runs killed outright (SIGKILL)
     t_setup = time.perf_counter() - t_start
