@@ -45,6 +45,8 @@ def test_views_are_distinct_and_name_their_shapes():
     ("views 0", r"--views must be 1 to 5 \(the fixed views: ball, tile_closeup, .*\), got 0"),
     ("views 9", r"--views must be 1 to 5 .*got 9"),
     ("scene too", r"--material takes no scene or images"),
+    ("budget", r"--reference-minutes and --neural-minutes must be > 0"),
+    ("size", r"--size must be 8 to 2048 pixels, got 4"),
 ])
 def test_bad_input_is_one_error_and_writes_nothing(tiny, tmp_path, capsys, case, message):
     asset = tiny / "tiny.neumat"
@@ -60,6 +62,10 @@ def test_bad_input_is_one_error_and_writes_nothing(tiny, tmp_path, capsys, case,
         args += ["--source", str(tmp_path / "tiny.toml")]
     elif case.startswith("views"):
         args += ["--views", case.split()[1]]
+    elif case == "budget":
+        args += ["--neural-minutes", "0"]
+    elif case == "size":
+        args += ["--size", "4"]
     else:
         args.insert(1, "stage")
     assert main(args) == 2
