@@ -27,7 +27,7 @@ import time
 GRACE_SECONDS = 3.0
 MESSAGE = "neumat: interrupted"
 
-_seen = 0  # SIGINTs the watchdog has read (or the handler saw, without a watchdog)
+_seen = 0  # SIGINTs the watchdog has read
 _handled = 0  # SIGINTs a Python-level handler acknowledged
 _deadline = 0.0  # time.monotonic() by which the command must have ended after the last acknowledge
 _wake_fd: int | None = None  # the watchdog's wake-up pipe, once installed
