@@ -5,8 +5,9 @@ estimates of a flat patch at several walk counts, and the exponent of a power la
 Two measures of the noise between halves a and b (each averaging walks / 2 walks per texel):
 - FLIP(a, b), as the bake report and `neumat compare` see it. FLIP is not linear in the noise: on
   Gaussian noise of relative size s it grows as about s^0.8 at small s (its colour term has an
-  exponent of 0.7 and a perceptual threshold), so a finite-variance estimator shows a FLIP exponent
-  of about 0.4-0.5 in this range, not exactly 0.5;
+  exponent of 0.7 and a perceptual threshold), so even a finite-variance estimator shows a FLIP
+  exponent below 0.5. Each row also prints the exponent that Gaussian noise with the measured
+  relative RMS would give on the same patch: the FLIP exponent of an ideal estimator with that noise;
 - the relative RMS difference sqrt(mean((a - b)^2) / mean(((a + b) / 2)^2)), which falls as
   walks^-0.5 exactly when the per-walk variance is finite; a heavy tail shows as a smaller exponent
   that wanders between runs.
@@ -64,16 +65,29 @@ def exponent(walks: list[int], values: list[float]) -> float:
     return float(-np.polyfit(x, y, 1)[0])
 
 
+def gaussian_flip(image: np.ndarray, rel_rms: float, seed: int) -> float:
+    """FLIP between two copies of `image` with independent Gaussian noise whose relative RMS difference
+    is rel_rms: what an estimator with finite variance and the same noise level would show."""
+    rng = np.random.default_rng(seed)
+    sigma = rel_rms / math.sqrt(2.0)
+    a, b = (image * (1 + sigma * rng.standard_normal(image.shape)).astype(np.float32) for _ in range(2))
+    return flip_error(np.maximum(a, 0), np.maximum(b, 0))[1]
+
+
 def convergence(material, config, texels: int, walk_counts: list[int], seed: int, plain: bool) -> dict:
-    rows = []
+    rows, mean = [], None
     for k, walks in enumerate(walk_counts):
         half = max(walks // 2, 1)
         a = patch(material, config, texels, half, seed + 2 * k, plain=plain)
         b = patch(material, config, texels, half, seed + 2 * k + 1, plain=plain)
         rows.append({"walks": 2 * half, "flip": flip_error(a, b)[1], "rel_rms": relative_rms(a, b)})
-    return {"rows": rows,
-            "flip_exponent": exponent([r["walks"] for r in rows], [r["flip"] for r in rows]),
-            "rms_exponent": exponent([r["walks"] for r in rows], [r["rel_rms"] for r in rows])}
+        mean = 0.5 * (a + b)
+    for row in rows:  # the least noisy estimate stands in for the converged patch
+        row["gaussian_flip"] = gaussian_flip(mean, row["rel_rms"], seed)
+    walks = [r["walks"] for r in rows]
+    return {"rows": rows, "flip_exponent": exponent(walks, [r["flip"] for r in rows]),
+            "rms_exponent": exponent(walks, [r["rel_rms"] for r in rows]),
+            "gaussian_flip_exponent": exponent(walks, [r["gaussian_flip"] for r in rows])}
 
 
 def per_term(material, config, texels: int, repeats: int, seed: int, plain: bool) -> dict:
@@ -127,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             results[path.stem][config.name] = row
             noise = "  ".join(f"{r['walks']:5d}: {r['flip']:.4f} {r['rel_rms']:.4f}" for r in row["rows"])
             print(f"{path.stem:16s} {config.name:9s} walks: FLIP rel.RMS  {noise}   exponent FLIP "
-                  f"{row['flip_exponent']:.2f} RMS {row['rms_exponent']:.2f}  ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
+                  f"{row['flip_exponent']:.2f} (Gaussian noise {row['gaussian_flip_exponent']:.2f}) "
+                  f"RMS {row['rms_exponent']:.2f}  ({time.perf_counter() - start:.0f} s)", flush=True)
             for name, t in row.get("terms", {}).items():
                 print(f"{'':27s}{name:8s} mean share {t['mean_share']:6.3f}  rel. variance/walk "
                       f"{t['rel_variance']:9.4f}  top 0.1 % of walks carry {100 * t['tail_share']:5.1f} %",
