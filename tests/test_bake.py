@@ -296,7 +296,7 @@ def test_the_resume_hint_is_a_command_that_resumes(tmp_path):
 
     def stop_at_3(record):
         if record["step"] == 3:
-            time.sleep(1.0)  # wall time outside training that the total must keep
+            time.sleep(1.0)  # a slow first run: its training time outweighs the resumed run's other steps
             raise KeyboardInterrupt
 
     with pytest.raises(BakeInterrupted) as info:
@@ -313,5 +313,5 @@ def test_the_resume_hint_is_a_command_that_resumes(tmp_path):
     assert main(args[1:] + ["-q"]) == 0
     assert not stale.exists()
     timings = json.loads((out / "manifest.json").read_text())["timings"]
-    assert timings["total_s"] >= timings["training_s"] + 1.0, timings
+    assert timings["training_s"] > 1.0 and timings["total_s"] >= timings["training_s"], timings
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
