@@ -2,10 +2,11 @@
 asset (training/bake.py holds the job; this module only parses options, so `neumat --help` stays
 instant: torch is imported when the command runs).
 
-Bad input (a material that does not validate, an unknown network size, an output folder that is
-missing or not writable, a checkpoint of another material or other settings with --resume) gives
-one message and exit code 2 before anything is written. Ctrl-C writes a checkpoint, prints how to
-resume and exits 130; no half-written asset is left behind.
+Bad input (a material that does not validate, an unknown network size or torch device, an output
+folder that is not writable, a checkpoint of another material or other settings with --resume)
+gives one message and exit code 2 before anything is written; a missing output folder is made.
+Ctrl-C writes a checkpoint, prints the command that resumes it and exits 130; no half-written
+asset is left behind.
 """
 
 import argparse

@@ -4,8 +4,9 @@
     train (trainer.py: encoder phase, then latents fine-tuned) with periodic checkpoints ->
     bake report (training/report.py: held-out error, flat-patch FLIP) -> asset (training/export.py)
 
-Output. The asset is `<OUT>` when OUT ends in `.neumat`, else `<OUT>/<material name>.neumat`; OUT
-defaults to the current directory, so `neumat bake brass.toml` writes `./brass.neumat/` (the
+Output. The asset is `<OUT>` when OUT ends in `.neumat`, else `<OUT>/<material name>.neumat`
+(folders that do not exist yet are made once every input is checked); OUT defaults to the current
+directory, so `neumat bake brass.toml` writes `./brass.neumat/` (the
 bundled pre-baked assets live in assets/neural/, written by tools/bake_all.py). The asset is written
 under a temporary name and renamed into place (export.py), so no half-written asset ever carries its
 name; an earlier asset there is replaced only when the new one is complete. The bake report (images,
@@ -13,7 +14,8 @@ report.json, report.md) goes into `<asset>/report/`, moved in by one rename afte
 
 Checkpoints. `<asset>.checkpoint.pt` beside the asset (e.g. `./brass.neumat.checkpoint.pt`) holds
 the model, the optimiser, the step, the RNG states, the training config, the material's source
-hash and the bake settings. It is written atomically every `checkpoint_every` steps (or
+hash and the bake settings: tensors and plain values only, loaded with torch.load(weights_only=True),
+so a checkpoint from elsewhere cannot run code. It is written atomically every `checkpoint_every` steps (or
 `checkpoint_seconds`), on Ctrl-C, and once training ends (so an interrupted report or export
 resumes without training again); it is deleted once the asset is written. `resume=True` continues
 from it, and refuses a checkpoint of another material (source hash) or other settings.
