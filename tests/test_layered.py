@@ -398,7 +398,7 @@ def test_five_layer_sample_weights_integrate_eval(device):
 
 def test_eval_variance_falls_as_one_over_walks(device):
     """The plain estimator's variance falls as 1 / walks (16 walks: a ratio of 16 up to sampling
-    error); the default one's walks are quasi-Monte Carlo, so at least as fast."""
+    error); the default one stratifies its walks (Latin hypercube), so at least about as fast."""
     material = stack(device, "coat_over_white_diffuse", {(1, "alpha"): 0.3})
     wi, wo = direction(0.5), direction(0.8, 2.5)
     one = ref.evaluate(material, np.zeros((40000, 2)), repeated(wi, 40000), repeated(wo, 40000), 0.0, n_walks=1)
@@ -521,7 +521,7 @@ FLAT_PATCH_ANGLES = {"front": (0.0, 30.0), "specular": (45.0, 45.0), "grazing": 
 
 @pytest.mark.parametrize("path", bundled_materials(), ids=lambda p: p.stem)
 def test_default_estimator_has_the_plain_estimators_mean(device, path):
-    """Closed-form presence and quasi-Monte Carlo walks (layered.slang eval) change the variance
+    """Closed-form presence and stratified walks (layered.slang eval) change the variance
     only: on every bundled material, in the flat-patch configurations and at random directions, the
     default estimator and the plain one (presence drawn per walk, pseudo-random numbers) agree on
     the mean over 1024 texels within 4.5 standard errors of their difference, per channel."""
@@ -577,3 +577,15 @@ def test_glossy_coat_reflection_is_sampled_at_least_half_the_time(device):
     assert 0.42 <= near.mean() <= 0.52, near.mean()
     share = weight[near, 1].sum() / n
     assert 0.04 <= share <= 0.066, share
+
+
+def test_stratified_walks_beat_plain_walks_on_a_partial_layer(device):
+    """A flake layer present half the time under a coat: the walks of one eval() stratify its presence
+    (and their first lobe samples), so 16 default walks are clearly less noisy than 16 plain ones
+    (measured 1.8-2.0x over three seeds; Latin hypercube sampling is never much worse than plain)."""
+    material = stack(device, "flakes_and_coat_over_diffuse", {(1, "weight"): 0.5})
+    wi, wo, n = direction(0.5), direction(0.8, 2.5), 4000
+    args = (material, np.zeros((n, 2)), repeated(wi, n), repeated(wo, n), 0.0)
+    default = ref.evaluate(*args, n_walks=16, seed=4)[:, 0].astype(np.float64)
+    plain = ref.evaluate(*args, n_walks=16, seed=4, walk=ref.WalkSettings(plain=True))[:, 0].astype(np.float64)
+    assert plain.var() / default.var() > 1.4, plain.var() / default.var()

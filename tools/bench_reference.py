@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"first dispatch of each kernel (Slang compilation and pipeline creation, cached on disk): "
           f"{time.perf_counter() - start:.1f} s\n")
 
-    # "plain eval": the plain estimator (presence drawn per walk, no QMC), timed in the same run so
+    # "plain eval": the plain estimator (presence drawn per walk, no stratification), timed in the same run so
     # that the default estimator's cost can be read as a ratio on a noisy machine.
     plain = ref.WalkSettings(n_walks=args.n_walks, plain=True)
     print(f"{'material':24s} {'layers':>6s} {'K':>3s} {'eval/s':>12s} {'plain eval/s':>13s} {'ratio':>6s} "

@@ -45,7 +45,7 @@ class WalkSettings:
     max_depth: int = 32      # scattering vertices per walk after entering the top
     roulette_depth: int = 3  # Russian roulette once a walk is this many vertices past the entry
     terms: int = TERM_ALL    # eval()'s terms (layered.slang TERM_*); fewer only to measure them apart
-    plain: bool = False      # the plain estimator (presence drawn per walk, no QMC): the tests' reference
+    plain: bool = False      # the plain estimator (presence drawn per walk, no stratification): the tests' reference
 
     def __post_init__(self) -> None:
         if self.n_walks < 1 or self.max_depth < 1 or self.roulette_depth < 0 or not 0 < self.terms <= TERM_ALL:
