@@ -109,12 +109,14 @@ class BakeInterrupted(Exception):
         super().__init__(f"interrupted; {where}. {resume_hint}")
 
 
-def torch_threads() -> int:
-    """Threads for torch on the CPU: one core is left to the reference evaluations, which run on
-    the Vulkan device (lavapipe: the CPU) in a background thread. More threads than free cores make
+def torch_threads(cores: int | None = None) -> int:
+    """Threads for torch on `cores` CPU cores (default: every core this process may run on; a
+    batch bake on a shared node gets its share, training/batch.py): one core is left to the
+    reference evaluations, which run on the Vulkan device (lavapipe: the CPU) in a background thread. More threads than free cores make
     torch's OpenMP barriers spin against the other work: on a busy 2-core machine a 16k-sample step
     took 0.2-1.8 s with 2 threads and 0.08 s with 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores - 1)
 
 
@@ -263,14 +265,14 @@ def _check_resumable(path: Path, state: dict, material, config: TrainConfig, set
                           "resume with the same options, or bake without --resume to start afresh")
 
 
-class _InterruptFlag:
+class InterruptFlag:
     """Turns the first SIGINT into a flag checked at step boundaries; the second raises at once."""
 
     def __init__(self) -> None:
         self.set = False
         self._previous = None
 
-    def __enter__(self) -> "_InterruptFlag":
+    def __enter__(self) -> "InterruptFlag":
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
@@ -324,10 +326,10 @@ def resume_command(material: Path, asset: Path, settings: BakeSettings, device: 
 def bake(material_path: str | Path, output: str | Path | None = None, settings: BakeSettings | None = None,
          resume: bool = False, device: str | None = None, torch_device: str | None = None,
          progress: bool = True, callback: Callable[[dict], None] | None = None,
-         log: Callable[[str], None] = print) -> BakeResult:
+         log: Callable[[str], None] = print, cores: int | None = None) -> BakeResult:
     """Bakes one material (module doc). `callback(record)` runs after every training step (it may
-    raise KeyboardInterrupt, as Ctrl-C does). Raises NeumatError on bad input before anything is
-    written, BakeInterrupted after Ctrl-C."""
+    raise KeyboardInterrupt, as Ctrl-C does). `cores`: the CPU cores the bake may use (torch_threads).
+    Raises NeumatError on bad input before anything is written, BakeInterrupted after Ctrl-C."""
     from renderer.device import create_device
     from renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
     from renderer.materials.reference import ReferenceMaterial
@@ -355,7 +357,7 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     vk = create_device(device)
     reference = ReferenceMaterial(vk, material.layout, pyramid, name=material.name)
     if train_device == "cpu":
-        torch.set_num_threads(torch_threads())
+        torch.set_num_threads(torch_threads(cores))
     trainer = Trainer(config, reference, train_device)
     spent_s = 0.0  # training seconds of earlier runs of this bake
     earlier_s = 0.0  # wall seconds of earlier runs (setup, training, interrupted reports)
@@ -397,7 +399,7 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     loss_ema = None
     step_times: list[float] = []
     chunk_walls: list[tuple[float, int]] = []  # (seconds, steps) of each run() call
-    flag = _InterruptFlag()
+    flag = InterruptFlag()
     at_boundary = [False]  # the interrupt came between two steps: the trainer is consistent
     ckpt_step = resumed_from if state is not None else None  # the step of this bake's checkpoint file
 
