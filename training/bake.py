@@ -112,9 +112,9 @@ class BakeInterrupted(Exception):
 def torch_threads(cores: int | None = None) -> int:
     """Threads for torch on `cores` CPU cores (default: every core this process may run on; a
     batch bake on a shared node gets its share, training/batch.py): one core is left to the
-    reference evaluations, which run on the Vulkan device (lavapipe: the CPU) in a background thread. More threads than free cores make
-    torch's OpenMP barriers spin against the other work: on a busy 2-core machine a 16k-sample step
-    took 0.2-1.8 s with 2 threads and 0.08 s with 1."""
+    reference evaluations, which run on the Vulkan device (lavapipe: the CPU) in a background
+    thread. More threads than free cores make torch's OpenMP barriers spin against the other work:
+    on a busy 2-core machine a 16k-sample step took 0.2-1.8 s with 2 threads and 0.08 s with 1."""
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores - 1)
