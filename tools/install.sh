@@ -4,7 +4,8 @@
 #      lavapipe (software Vulkan) from bookworm-backports, since Debian 12's own Mesa 22.3 cannot run
 #      slangpy's Vulkan device;
 #   2. a virtual environment in .venv with torch 2.13.0, slangpy 0.43.1 and the rest of
-#      pyproject.toml (test extras included). Re-running is quick: each step checks first.
+#      pyproject.toml (the test extras, and the cluster extra, Ray, for tests/test_batch_bake.py).
+#      Re-running is quick: each step checks first (pip runs again only when pyproject.toml changed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,13 +60,13 @@ fi
 stamp=.venv/.neumat-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "installing Python packages into .venv (torch 2.13.0, slangpy 0.43.1, test tools)"
+  say "installing Python packages into .venv (torch 2.13.0, slangpy 0.43.1, test tools, Ray)"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
   # torch first and pinned: where a CPU build of 2.13.0 is at hand pip takes it; otherwise PyPI's
   # Linux wheel (CUDA included, several GB) comes, which also runs on the CPU.
   .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c "import torch, slangpy, neumat" || { echo "install: the Python packages did not install" >&2; exit 1; }
+  .venv/bin/python -m pip install -q -e '.[test,cluster]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import torch, slangpy, neumat, ray" || { echo "install: the Python packages did not install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
 say "ready: $(.venv/bin/python -c 'import slangpy, torch; print(f"slangpy {slangpy.__version__}, torch {torch.__version__}")')"
