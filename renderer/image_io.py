@@ -14,7 +14,8 @@ import numpy as np
 from renderer.atomic_files import atomic_output
 from renderer.errors import NeumatError
 
-IMAGE_EXTENSIONS = (".exr", ".png")
+IMAGE_EXTENSIONS = (".exr", ".png")  # what neumat writes
+READ_EXTENSIONS = (*IMAGE_EXTENSIONS, ".jpg", ".jpeg")  # what it reads: artists' texture maps come as JPEG too
 MAX_IMAGE_PIXELS = 16384 * 8192  # a 16k equirectangular map: 2 GiB as float32 RGBA
 
 
@@ -118,7 +119,8 @@ def _read_exr(path: Path) -> np.ndarray:
     return np.concatenate([rgb, alpha], axis=2)
 
 
-def _read_png(path: Path, srgb: bool) -> np.ndarray:
+def _read_pillow(path: Path, srgb: bool) -> np.ndarray:
+    """PNG (8 or 16 bit) and JPEG through Pillow."""
     from PIL import Image
 
     with open(path, "rb") as f:
@@ -141,8 +143,8 @@ def _read_png(path: Path, srgb: bool) -> np.ndarray:
 
 
 def read_rgba(path: str | Path, srgb: bool = True) -> np.ndarray:
-    """float32 HxWx4 (alpha 1 where the file has none) from .exr (linear, as stored) or .png (8 or
-    16 bit, colour or grey; sRGB-decoded when `srgb`, else the stored values in [0, 1]).
+    """float32 HxWx4 (alpha 1 where the file has none) from .exr (linear, as stored), .png (8 or
+    16 bit, colour or grey) or .jpg/.jpeg (sRGB-decoded when `srgb`, else the stored values in [0, 1]).
 
     Every image input goes through here: environment maps, the material image node, compare.
     Anything wrong with the file (missing, unknown type, more than MAX_IMAGE_PIXELS, a decoder's
@@ -151,10 +153,10 @@ def read_rgba(path: str | Path, srgb: bool = True) -> np.ndarray:
     if not path.is_file():
         raise NeumatError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    if suffix not in IMAGE_EXTENSIONS:
-        raise NeumatError(f"{path}: unknown image extension '{path.suffix}' (use .exr or .png)")
+    if suffix not in READ_EXTENSIONS:
+        raise NeumatError(f"{path}: unknown image extension '{path.suffix}' (use .exr, .png or .jpg)")
     try:
-        return _read_exr(path) if suffix == ".exr" else _read_png(path, srgb)
+        return _read_exr(path) if suffix == ".exr" else _read_pillow(path, srgb)
     except NeumatError:
         raise
     except MemoryError:
@@ -164,5 +166,5 @@ def read_rgba(path: str | Path, srgb: bool = True) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Linear float32 HxWx3 from .exr (as stored) or .png (sRGB-decoded): read_rgba without alpha."""
+    """Linear float32 HxWx3 from .exr (as stored) or .png/.jpg (sRGB-decoded): read_rgba without alpha."""
     return np.ascontiguousarray(read_rgba(path)[..., :3])

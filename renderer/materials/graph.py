@@ -323,7 +323,12 @@ def _source_hash(toml_bytes: bytes, nodes: dict[str, Node], base_dir: Path) -> s
 
 
 def load_material(path: str | Path) -> Material:
-    """Parses and checks a material file; raises NeumatError naming the file and key path."""
+    """Parses and checks a material file: a TOML graph, or a MaterialX document (`FILE.mtlx`, or
+    `FILE.mtlx#Material` to pick one of several; renderer/materials/materialx.py translates it and
+    prints its dropped or approximated inputs once). Raises NeumatError naming the file and key path."""
+    from renderer.materials.materialx import split_reference
+    if split_reference(path)[0].suffix.lower() == ".mtlx":
+        return _load_materialx(path)
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -333,12 +338,27 @@ def load_material(path: str | Path) -> Material:
         doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise NeumatError(f"{path.name}: TOML syntax error: {e}") from None
+    return _material_from_document(doc, path, path.parent, data)
+
+
+def _load_materialx(ref: str | Path) -> Material:
+    from renderer.materials.materialx import translate, warn_once
+
+    translation = translate(ref)
+    for warning in translation.warnings:
+        warn_once(warning)
+    return _material_from_document(translation.document(), Path(ref), translation.file.parent,
+                                   translation.source_hash_bytes())
+
+
+def _material_from_document(doc: dict, path: Path, base_dir: Path, data: bytes) -> Material:
+    """A Material from a parsed material table; `data` (the file's bytes) seeds the source hash."""
     try:
         _check_keys(doc, "", ["material", "nodes", "layers"], "the top level")
         if "material" not in doc:
             raise SpecError("material", "missing: a material file starts with a [material] table")
         name, description, resolution = _parse_header(doc["material"], path.stem)
-        nodes = _parse_nodes(doc.get("nodes", {}), path.parent)
+        nodes = _parse_nodes(doc.get("nodes", {}), base_dir)
         layers = _parse_layers(doc.get("layers"), nodes)
     except SpecError as e:
         raise NeumatError(f"{path.name}: {e}") from None
@@ -353,7 +373,7 @@ def load_material(path: str | Path) -> Material:
     return Material(
         name=name, path=path, description=description, resolution=resolution,
         layout=StackLayout(tuple(layer.type for layer in layers)),
-        source_hash=_source_hash(data, nodes, path.parent.resolve()),
+        source_hash=_source_hash(data, nodes, base_dir.resolve()),
         nodes=nodes, layers=layers, order=tuple(nid for nid in nodes if nid in used))
 
 

@@ -273,8 +273,8 @@ def _resample_wrapped(img: np.ndarray, n: int, repeat: tuple[int, int]) -> np.nd
 
 
 class ImageFile(NodeType):
-    """A PNG (8 or 16 bit, via Pillow) or EXR (via OpenEXR) file, sampled bilinearly with wrap.
-    `color = true` marks colour data: PNG values are then sRGB-decoded (EXR is linear already).
+    """A PNG (8 or 16 bit), JPEG (both via Pillow) or EXR (via OpenEXR) file, sampled bilinearly with wrap.
+    `color = true` marks colour data: PNG and JPEG values are then sRGB-decoded (EXR is linear already).
     Without `channel` the output is RGB (a grey file repeats its value); with it, a scalar.
     `repeat` tiles the image that many times across u and v."""
 
