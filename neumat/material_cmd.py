@@ -1,4 +1,5 @@
-"""`neumat material validate|preview`: check layered material graphs and look at them."""
+"""`neumat material validate|preview|import`: check layered material graphs, look at them, and turn
+MaterialX documents into them (renderer/materials/materialx.py; validate and preview take .mtlx too)."""
 
 import argparse
 import time
@@ -39,11 +40,49 @@ def cmd_material_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_material_import(args: argparse.Namespace) -> int:
+    """Translates a MaterialX material into a neumat TOML graph: to -o, else to stdout. Dropped or
+    approximated inputs are warnings (errors with --strict); nothing is written on any error."""
+    import sys
+    from pathlib import Path
+
+    from renderer.atomic_files import atomic_output
+    from renderer.materials.graph import material_from_document
+    from renderer.materials.materialx import split_reference, to_toml, translate
+
+    source, fragment = split_reference(args.file)
+    if source.suffix.lower() != ".mtlx":
+        raise NeumatError(f"{args.file}: material import reads MaterialX documents (.mtlx)")
+    if args.material and fragment and args.material != fragment:
+        raise NeumatError(f"{args.file}: --material {args.material} names another material than '#{fragment}'")
+    out = Path(args.output) if args.output else None
+    if out is not None and (out.suffix.lower() != ".toml" or not out.parent.is_dir() or out.is_dir()):
+        raise NeumatError(f"{out}: -o must be a .toml file in an existing folder")
+    translation = translate(source, args.material or fragment)
+    if args.strict and translation.warnings:
+        raise NeumatError("--strict: inputs neumat cannot represent exactly:\n  " + "\n  ".join(translation.warnings))
+    # Checked as graph.py checks any material (ranges, node wiring) before anything is written.
+    material_from_document(translation.document(), Path(f"{source}#{translation.material}"), source.parent,
+                            translation.source_hash_bytes())
+    for warning in translation.warnings:
+        print(f"neumat: warning: {warning}", file=sys.stderr)
+    text = to_toml(translation, out.parent if out else Path.cwd())
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    with atomic_output(out) as tmp:
+        Path(tmp).write_text(text)
+    print(f"wrote {out}: {translation.material} ({translation.shader}), {len(translation.layers)} layers, "
+          f"{len(translation.nodes)} nodes", file=sys.stderr)
+    return 0
+
+
 def add_material_parser(sub, add_device_flag, add_display_flags) -> None:
     """Registers `neumat material validate` and `neumat material preview` on the subparsers `sub`."""
-    material = sub.add_parser("material", help="check and preview layered material graphs (TOML)")
+    material = sub.add_parser("material", help="check, preview and import layered material graphs (TOML, MaterialX)")
     msub = material.add_subparsers(dest="material_command", required=True, metavar="ACTION")
-    p = msub.add_parser("validate", help="check material files; print their layers and parameter layout")
+    p = msub.add_parser("validate", help="check material files (.toml, .mtlx or .mtlx#Material); print their layers "
+                                         "and parameter layout")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_material_validate)
     p = msub.add_parser("preview", help="render a material on a sphere in the studio environment")
@@ -57,3 +96,12 @@ def add_material_parser(sub, add_device_flag, add_display_flags) -> None:
     add_display_flags(p)
     add_device_flag(p)
     p.set_defaults(func=cmd_material_preview)
+    p = msub.add_parser("import", help="translate a MaterialX material (OpenPBR, Standard Surface, glTF PBR) into a "
+                                       "neumat material graph (docs/materialx.md)")
+    p.add_argument("file", metavar="FILE.mtlx", help="a MaterialX document, or FILE.mtlx#Material")
+    p.add_argument("--material", default=None, metavar="NAME", help="the surfacematerial to import (needed when the "
+                                                                    "document holds several)")
+    p.add_argument("-o", "--output", default=None, metavar="OUT.toml", help="write here (default: standard output)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on any input neumat drops or approximates, instead of warning")
+    p.set_defaults(func=cmd_material_import)

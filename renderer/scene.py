@@ -87,7 +87,7 @@ class PointLight:
 @dataclass
 class MaterialSpec:
     kind: str              # "reference" | "neural"
-    file: Path | None      # the material graph (TOML): the reference material
+    file: Path | None      # the material graph (TOML, or MaterialX as FILE.mtlx[#Material]): the reference material
     asset: Path | None     # the baked neural asset (kind = "neural")
     key: str               # "objects[3].material", for messages
 
@@ -354,16 +354,29 @@ def _transform(ctx: _Ctx, t: dict, key: str) -> np.ndarray:
     return m
 
 
+MATERIAL_FILE_TYPES = (".toml", ".mtlx")
+
+
+def _material_file(ctx: _Ctx, raw, key: str) -> Path:
+    """A material graph's path: a .toml file, or a MaterialX document with an optional '#Material'."""
+    from renderer.materials.materialx import split_reference
+    if not isinstance(raw, str):
+        return ctx.file(raw, key, MATERIAL_FILE_TYPES)
+    file, fragment = split_reference(raw)
+    path = ctx.file(str(file), key, MATERIAL_FILE_TYPES)
+    return Path(f"{path}#{fragment}") if fragment else path
+
+
 def _material(ctx: _Ctx, raw, key: str) -> MaterialSpec:
     if isinstance(raw, str):
-        return MaterialSpec("reference", ctx.file(raw, key, (".toml",)), None, key)
+        return MaterialSpec("reference", _material_file(ctx, raw, key), None, key)
     t = ctx.table(raw, key, "a material")
     kind = ctx.choice(t.get("kind", "reference"), f"{key}.kind", MATERIAL_KINDS)
     if kind == "reference":
         ctx.keys(t, key, ["kind", "file"], "a reference material")
         if "file" not in t:
             raise ctx.error(f"{key}.file", "missing: a reference material needs its material graph (.toml)")
-        return MaterialSpec(kind, ctx.file(t["file"], f"{key}.file", (".toml",)), None, key)
+        return MaterialSpec(kind, _material_file(ctx, t["file"], f"{key}.file"), None, key)
     ctx.keys(t, key, ["kind", "asset", "file"], "a neural material")
     if "asset" not in t:
         raise ctx.error(f"{key}.asset", "missing: a neural material needs its baked asset (the folder "
@@ -373,7 +386,7 @@ def _material(ctx: _Ctx, raw, key: str) -> MaterialSpec:
         raise ctx.error(f"{key}.asset", f"must be a path (a string), got {asset!r}")
     asset_path = Path(asset).expanduser()
     asset_path = asset_path if asset_path.is_absolute() else (ctx.base / asset_path).resolve()
-    file = ctx.file(t["file"], f"{key}.file", (".toml",)) if "file" in t else None
+    file = _material_file(ctx, t["file"], f"{key}.file") if "file" in t else None
     return MaterialSpec(kind, file, asset_path, key)
 
 

@@ -338,7 +338,7 @@ def load_material(path: str | Path) -> Material:
         doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise NeumatError(f"{path.name}: TOML syntax error: {e}") from None
-    return _material_from_document(doc, path, path.parent, data)
+    return material_from_document(doc, path, path.parent, data)
 
 
 def _load_materialx(ref: str | Path) -> Material:
@@ -347,12 +347,13 @@ def _load_materialx(ref: str | Path) -> Material:
     translation = translate(ref)
     for warning in translation.warnings:
         warn_once(warning)
-    return _material_from_document(translation.document(), Path(ref), translation.file.parent,
+    return material_from_document(translation.document(), Path(ref), translation.file.parent,
                                    translation.source_hash_bytes())
 
 
-def _material_from_document(doc: dict, path: Path, base_dir: Path, data: bytes) -> Material:
-    """A Material from a parsed material table; `data` (the file's bytes) seeds the source hash."""
+def material_from_document(doc: dict, path: Path, base_dir: Path, data: bytes) -> Material:
+    """A Material from a material's tables (a parsed TOML file, or a translated MaterialX material);
+    `data` (the file's bytes) seeds the source hash, image paths are relative to `base_dir`."""
     try:
         _check_keys(doc, "", ["material", "nodes", "layers"], "the top level")
         if "material" not in doc:
