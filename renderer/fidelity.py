@@ -162,6 +162,7 @@ def check_inputs(asset_path: str | Path, source: str | Path | None = None, views
     material file (given, or found from the manifest's source.file) and that the asset was baked
     from that file as it is now. Raises NeumatError with one message."""
     from renderer.materials.graph import load_material
+    from renderer.materials.materialx import split_reference
     from renderer.neural_asset import load_asset
 
     views = len(VIEWS) if views is None else views
@@ -176,13 +177,13 @@ def check_inputs(asset_path: str | Path, source: str | Path | None = None, views
     if source is None:
         file_name = str(asset.manifest.get("source", {}).get("file", ""))
         tried = _source_candidates(asset_path, file_name) if file_name else []
-        source = next((p for p in tried if p.is_file()), None)
+        source = next((p for p in tried if split_reference(p)[0].is_file()), None)
         if source is None:
             where = "; tried " + ", ".join(map(str, tried)) if tried else " (its manifest names no source.file)"
             raise NeumatError(f"{asset_path.name}: cannot find the material it was baked from, "
                               f"{file_name or '?'}{where}; point at it with --source FILE.toml")
     source = Path(source).resolve()
-    if not source.is_file():
+    if not split_reference(source)[0].is_file():  # FILE.mtlx#Material names a file and a material in it
         raise NeumatError(f"--source {source}: no such material file")
     material = load_material(source)
     if material.source_hash != asset.source_hash:
