@@ -1,12 +1,18 @@
-"""`neumat bake MATERIAL.toml`: train a neural material from a layered material graph and write its
-asset (training/bake.py holds the job; this module only parses options, so `neumat --help` stays
-instant: torch is imported when the command runs).
+"""`neumat bake MATERIAL...`: train neural materials from layered material graphs and write their
+assets (training/bake.py holds the job, training/batch.py batches of them; this module only parses
+options, so `neumat --help` stays instant: torch and Ray are imported when the command runs).
 
-Bad input (a material that does not validate, an unknown network size or torch device, an output
-folder that is not writable, a checkpoint of another material or other settings with --resume)
-gives one message and exit code 2 before anything is written; a missing output folder is made.
-Ctrl-C writes a checkpoint, prints the command that resumes it and exits 130; no half-written
-asset is left behind.
+One material without --cluster: bad input (a material that does not validate, an unknown network
+size or torch device, an output folder that is not writable, a checkpoint of another material or
+other settings with --resume) gives one message and exit code 2 before anything is written; a
+missing output folder is made. Ctrl-C writes a checkpoint, prints the command that resumes it and
+exits 130; no half-written asset is left behind.
+
+Several materials, or --cluster (docs/cluster.md): a batch. Each material bakes as above, one after
+another in this process or as Ray tasks; a material that fails does so alone and the rest go on.
+A summary table ends it. Exit code: 0 when every material was baked, 1 when any failed, 130 after
+Ctrl-C (every unfinished bake keeps its checkpoint: the same command with --resume continues), 2 on
+bad options before any bake (e.g. --cluster without Ray installed).
 """
 
 import argparse
@@ -22,8 +28,11 @@ def cmd_bake(args: argparse.Namespace) -> int:
                             time_budget=args.time_budget, seed=args.seed, report=not args.no_report)
     if args.batch_size is not None:
         settings.batch_size = args.batch_size
+    if len(args.material) > 1 or args.cluster is not None or args.cpus_per_bake is not None \
+            or args.gpus_per_bake is not None:
+        return _bake_batch(args, settings)
     try:
-        result = bake(args.material, args.output, settings, resume=args.resume, device=args.device,
+        result = bake(args.material[0], args.output, settings, resume=args.resume, device=args.device,
                       torch_device=args.torch_device, progress=not args.quiet)
     except BakeInterrupted as e:
         print(f"neumat bake: {e}", file=sys.stderr)
@@ -39,19 +48,36 @@ def cmd_bake(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bake_batch(args: argparse.Namespace, settings) -> int:
+    from training.batch import BatchOptions, exit_code, run_batch, summary_table
+
+    options = BatchOptions(settings=settings, resume=args.resume, device=args.device,
+                           torch_device=args.torch_device, progress=not args.quiet)
+    outcomes = run_batch(args.material, args.output, options, cluster=args.cluster,
+                         cpus_per_bake=args.cpus_per_bake, gpus_per_bake=args.gpus_per_bake)
+    print(summary_table(outcomes))
+    code = exit_code(outcomes)
+    if code == 130:
+        print("neumat bake: interrupted; every unfinished bake kept its checkpoint: run the same command "
+              "with --resume to continue", file=sys.stderr)
+    return code
+
+
 # Shown in --help without importing torch; tests/test_bake.py keeps them equal to training/bake.py's.
 DEFAULT_RESOLUTION = 256
 DEFAULT_ITERATIONS = 4000
 
 
 def add_bake_parser(sub, add_device_flag) -> None:
-    p = sub.add_parser("bake", help="train a neural material from a material graph (TOML) and write its asset",
+    p = sub.add_parser("bake", help="train neural materials from material graphs (TOML) and write their assets",
                        description="Train a neural material (latent pyramid, decoders, learned frames, sampler) "
-                                   "from a layered material graph and write it as <name>.neumat/ with a bake report.")
-    p.add_argument("material", metavar="MATERIAL.toml")
+                                   "from a layered material graph and write it as <name>.neumat/ with a bake report. "
+                                   "Several materials bake one after another, or in parallel as Ray tasks with "
+                                   "--cluster (docs/cluster.md); a summary table ends the batch.")
+    p.add_argument("material", metavar="MATERIAL", nargs="+", help="material files (TOML)")
     p.add_argument("-o", "--output", default=None,
-                   help="the asset directory (ending in .neumat) or a folder to write <name>.neumat into "
-                        "(default: the current folder)")
+                   help="the asset directory (ending in .neumat; one material only) or a folder to write "
+                        "<name>.neumat into (default: the current folder)")
     p.add_argument("--network", default="2x32", metavar="SIZE",
                    help=f"evaluator size: {', '.join(EVALUATOR_CHOICES)} (default 2x32)")
     p.add_argument("--resolution", type=int, default=None,
@@ -66,11 +92,20 @@ def add_bake_parser(sub, add_device_flag) -> None:
                              "speed (not reproducible step for step)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted bake from its checkpoint (<asset>.checkpoint.pt)")
+                   help="continue an interrupted bake from its checkpoint (<asset>.checkpoint.pt); in a batch, "
+                        "the materials without one start afresh")
     p.add_argument("--batch-size", type=int, default=None, help="samples per iteration (default 16384)")
     p.add_argument("--torch-device", default=None,
                    help="torch device for training: cpu or cuda (default: cuda when torch sees one)")
     p.add_argument("--no-report", action="store_true", help="skip the bake report (held-out error, flat-patch FLIP)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cluster", default=None, metavar="WHERE",
+                   help="bake each material as a Ray task: local (start Ray on this machine), auto (join the "
+                        "cluster `ray start` runs here) or an address (ray://head:10001); needs "
+                        "pip install 'neumat[cluster]'. The output folder must be storage every node shares")
+    p.add_argument("--cpus-per-bake", type=float, default=None, metavar="C",
+                   help="CPU cores Ray reserves for each bake (default 1; torch uses C - 1 threads, at least 1)")
+    p.add_argument("--gpus-per-bake", type=float, default=None, metavar="G",
+                   help="GPUs Ray reserves for each bake (default 0; fractions share one)")
     add_device_flag(p)
     p.set_defaults(func=cmd_bake)
