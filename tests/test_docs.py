@@ -130,7 +130,8 @@ def test_shell_example(tokens, parser):
         for f in getattr(args, "files", None) or [args.file]:
             _check_file_arg(f, "material")
     elif args.command == "bake":
-        _check_file_arg(args.material, "material")
+        for f in args.material:  # one or several material files
+            _check_file_arg(f, "material")
     elif args.command == "compare":
         if len(args.inputs) == 1:
             _check_file_arg(args.inputs[0], "scene")
