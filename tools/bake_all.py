@@ -5,17 +5,20 @@ docs/bake-results.md (bake time, held-out error, flat-patch FLIP per configurati
     python tools/bake_all.py                       # every bundled material, defaults
     python tools/bake_all.py car_paint woven_fabric --network 2x32
     python tools/bake_all.py --table-only          # rewrite docs/bake-results.md from the assets
+    python tools/bake_all.py --cluster auto        # every bake a Ray task on the cluster (docs/cluster.md)
 
-The committed assets keep their bake report's PNGs, report.json and report.md but not its EXR
-images (linear copies of the PNGs' panels, ~0.8 MB per material), to keep the repository small.
-Run it under `nice` on a shared machine; every bake prints its own progress.
+The bakes go through `neumat bake`'s batch path (training/batch.py): one after another in this
+process, or in parallel as Ray tasks with --cluster; a material that fails does so alone, and the
+exit code is the batch's (0 all baked, 1 one failed, 130 interrupted). The committed assets keep
+their bake report's PNGs, report.json and report.md but not its EXR images (linear copies of the
+PNGs' panels, ~0.8 MB per material), to keep the repository small. Run it under `nice` on a
+shared machine.
 """
 
 import argparse
 import json
 import os
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -33,17 +36,21 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def bake_one(toml: Path, args) -> None:
-    from training.bake import BakeSettings, bake
+def bake_materials(names: list[str], args) -> int:
+    """Bakes the named bundled materials into NEURAL_DIR; returns the batch's exit code."""
+    from training.bake import BakeSettings
+    from training.batch import DONE, BatchOptions, exit_code, run_batch, summary_table
 
     settings = BakeSettings(evaluator=args.network, iterations=args.iterations, seed=args.seed)
-    start = time.perf_counter()
-    result = bake(toml, NEURAL_DIR, settings, device=args.device, progress=not args.quiet)
-    for exr in (result.asset / "report").glob("*.exr"):
-        exr.unlink()
-    m = result.report["metrics"]
-    print(f"{toml.stem}: {time.perf_counter() - start:.0f} s, held-out rel L1 {m['heldout_rel_l1']:.4f}, FLIP "
-          + ", ".join(f"{k} {v:.4f}" for k, v in m["flip"].items()), flush=True)
+    options = BatchOptions(settings=settings, device=args.device, progress=not args.quiet)
+    outcomes = run_batch([ASSET_DIR / "materials" / f"{name}.toml" for name in names], NEURAL_DIR, options,
+                         cluster=args.cluster, cpus_per_bake=args.cpus_per_bake, gpus_per_bake=args.gpus_per_bake)
+    for outcome in outcomes:
+        if outcome.state == DONE:
+            for exr in (outcome.asset / "report").glob("*.exr"):
+                exr.unlink()
+    print(summary_table(outcomes), flush=True)
+    return exit_code(outcomes)
 
 
 def load_row(asset: Path) -> dict | None:
@@ -121,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--table-only", action="store_true", help="only rewrite docs/bake-results.md")
     parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument("--cluster", default=None, help="local, auto or a Ray address (as neumat bake's)")
+    parser.add_argument("--cpus-per-bake", type=float, default=None)
+    parser.add_argument("--gpus-per-bake", type=float, default=None)
     args = parser.parse_args(argv)
 
     every = sorted(p.stem for p in (ASSET_DIR / "materials").glob("*.toml"))
@@ -130,15 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bake_all: unknown materials {unknown}; bundled: {every}", file=sys.stderr)
         return 2
     NEURAL_DIR.mkdir(parents=True, exist_ok=True)
+    code = 0
     if not args.table_only:
-        for name in names:
-            try:
-                bake_one(ASSET_DIR / "materials" / f"{name}.toml", args)
-            except NeumatError as e:
-                print(f"bake_all: {name}: {e}", file=sys.stderr)
-                return 2
+        try:
+            code = bake_materials(names, args)
+        except NeumatError as e:  # bad options, or no Ray for --cluster
+            print(f"bake_all: {e}", file=sys.stderr)
+            return 2
     print(write_table(every))
-    return 0
+    return code
 
 
 if __name__ == "__main__":
