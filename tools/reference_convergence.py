@@ -60,7 +60,9 @@ def relative_rms(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def exponent(walks: list[int], values: list[float]) -> float:
-    """-slope of log(value) against log(walks), least squares."""
+    """-slope of log(value) against log(walks), least squares; nan from a single walk count."""
+    if len(set(walks)) < 2:
+        return math.nan
     x, y = np.log(walks), np.log(np.maximum(values, 1e-12))
     return float(-np.polyfit(x, y, 1)[0])
 
