@@ -152,7 +152,7 @@ def _read_document(path: Path):
         raise NeumatError(f"{path}: no such MaterialX file")
     doc = mx.createDocument()
     try:
-        mx.readFromXmlFile(doc, str(path))
+        mx.readFromXmlFile(doc, str(path.resolve()))  # absolute, so that every source URI is
     except Exception as e:  # ExceptionParseError, ExceptionFileMissing (an include), ...
         raise NeumatError(f"{path.name}: cannot read the MaterialX document: {e}") from None
     doc.setDataLibrary(_standard_library())
@@ -1020,8 +1020,7 @@ def translate(ref: str | Path, material: str | None = None) -> Translation:
     layers = _MODELS[category](_Shader(reader, shader))
     _clamp_constants(layers, report)
     used = _used_nodes(reader.nodes, layers)
-    files = [Path(p).resolve() if Path(p).is_absolute() else (path.parent / p).resolve()
-             for p in sorted(doc.getReferencedSourceUris())] or [path.resolve()]
+    files = sorted({path.resolve(), *(Path(uri).resolve() for uri in doc.getReferencedSourceUris())})
     return Translation(file=path, material=mat.getName(), shader=f"{category} '{shader.getName()}'",
                        resolution=_resolution(reader.image_sizes),
                        nodes={k: v for k, v in reader.nodes.items() if k in used},
