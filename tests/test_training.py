@@ -12,7 +12,8 @@ from renderer.materials import reference as ref
 from renderer.materials.layout import StackLayout
 from training import data
 from training.networks import EVALUATOR_SIZES
-from training.trainer import TrainConfig, Trainer, cosine_lr, log_l1
+from training.trainer import LOSSES, TrainConfig, Trainer, cosine_lr, log_l1, relative_l2
+from training.watchdog import LR_BACKOFF, SKILL_FLOOR, TrainingFailed, Watchdog, skill
 
 
 def _checker_reference(device, resolution: int = 8) -> ref.ReferenceMaterial:
@@ -267,3 +268,75 @@ def test_state_dict_round_trip_continues_identically(checker):
     c.run()
     for (name, pa), (_, pc) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
         torch.testing.assert_close(pa, pc, msg=name)
+
+
+# --- losses, output start, watchdog --------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_losses_are_zero_at_the_target_and_grow_with_the_error(name):
+    t = torch.tensor([[0.0, 0.02, 3.0]])
+    loss = LOSSES[name]
+    assert loss(t, t).item() == pytest.approx(0, abs=1e-5)
+    assert 0 < loss(t * 1.2 + 0.01, t).item() < loss(t * 2 + 0.05, t).item()
+
+
+def test_relative_l2_is_minimised_by_the_mean_of_noisy_targets():
+    """The detached denominator: the gradient at the mean of the targets is zero (log-L1's optimum
+    would be their median)."""
+    targets = torch.tensor([[0.1], [0.1], [0.1], [1.7]])  # mean 0.5, median 0.1
+    for value, sign in ((0.5, 0), (0.4, -1), (0.6, 1)):
+        pred = torch.full((4, 1), value, requires_grad=True)
+        relative_l2(pred, targets).backward()
+        assert (pred.grad.sum().item() > 1e-6) - (pred.grad.sum().item() < -1e-6) == sign
+
+
+def test_skill_is_not_positive_for_constants():
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(4096, 3, generator=g) ** 8  # heavy tailed, mostly dark
+    for c in (0.0, 1e-3, float(t.median()), 1.0):
+        assert skill(torch.full_like(t, c), t).item() <= 1e-6
+    assert skill(t, t).item() == pytest.approx(1.0)
+
+
+def test_output_starts_at_the_median_target(checker):
+    cfg = TrainConfig(resolution=8, encoder_iterations=2, finetune_iterations=1, batch_size=2048, target_queries=1)
+    t = Trainer(cfg, checker)
+    batch = t.source.batch(0)
+    t._init_output(batch)
+    with torch.no_grad():
+        f = t.model.eval_from_latent(t.model.encode(batch.params), batch.wi, batch.wo)
+    want = batch.target.median(0).values.clamp_min(0.01)
+    torch.testing.assert_close(f.median(0).values, want, rtol=0.02, atol=0)
+
+
+def test_watchdog_restores_a_collapsed_evaluator_with_a_lower_rate(checker):
+    """Sabotage: after 6 healthy steps the output bias drops by 100 (every prediction ~e^-100, as in
+    the collapse of issue 14); the watchdog restores its last healthy snapshot and lowers the rate,
+    and a second collapse past MAX_RECOVERIES stops training with TrainingFailed."""
+    cfg = TrainConfig(resolution=8, use_encoder=False, finetune_iterations=40, batch_size=1024, target_queries=1)
+    t = Trainer(cfg, checker)
+    t.watchdog = Watchdog(every=2, grace=2, bad_checks=2, max_recoveries=1)
+    t.run(until=6)
+    assert not t.watchdog.recoveries and t.watchdog.checks[-1]["skill"] > SKILL_FLOOR
+    with torch.no_grad():
+        t.model.evaluator.mlp.layers[-1].bias -= 100.0
+    records = []
+    t.run(until=12, callback=records.append)
+    assert len(t.watchdog.recoveries) == 1 and t.watchdog.recoveries[0]["restored_step"] == 6
+    assert "collapsed" in t.watchdog.recoveries[0]["reason"]
+    assert t.watchdog.lr_factor == pytest.approx(LR_BACKOFF) and t.step == 12
+    assert records[-1]["lr"] == pytest.approx(t.lr_at(11) * LR_BACKOFF)
+    assert records[-1]["skill"] > SKILL_FLOOR  # recovered
+    with torch.no_grad():
+        t.model.evaluator.mlp.layers[-1].bias -= 100.0
+    with pytest.raises(TrainingFailed, match="collapsed.*no asset"):
+        t.run()
+
+
+def test_watchdog_state_travels_with_the_checkpoint(checker):
+    cfg = TrainConfig(resolution=8, use_encoder=False, finetune_iterations=4, batch_size=256, target_queries=1)
+    a = Trainer(cfg, checker)
+    a.watchdog.lr_factor = 0.09
+    b = Trainer(cfg, checker)
+    b.load_state_dict(a.state_dict())
+    assert b.watchdog.lr_factor == 0.09

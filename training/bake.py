@@ -475,7 +475,8 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     training = {**asdict(trainer.config), "iterations_run": trainer.step, "resumed_from_step": resumed_from,
                 "time_budget_min": settings.time_budget, "vulkan_device": vk.info.adapter_name,
                 "torch_device": train_device, "torch_threads": torch.get_num_threads(),
-                "final_loss": trainer.history[-1]["loss"] if trainer.history else None}
+                "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
+                "watchdog": trainer.watchdog.summary()}
     timings = {"setup_s": t_setup, "training_s": training_s,
                "seconds_per_step": training_s / max(1, trainer.step)}
     report = None

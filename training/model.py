@@ -52,13 +52,15 @@ class NeuralMaterial(nn.Module):
             raise RuntimeError("this material was configured without an encoder")
         return self.encoder(layer_params)
 
+    def direction_features(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
+        """The evaluator's 12 direction features: wi, wo in both learned frames [N, 12]."""
+        if self.frames is None:
+            return identity_transform(wi, wo)
+        return transform(self.frames(latent), wi, wo)
+
     def eval_from_latent(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
         """RGB f(wi, wo) * |cos theta_o| [N, 3]."""
-        if self.frames is None:
-            dirs = identity_transform(wi, wo)
-        else:
-            dirs = transform(self.frames(latent), wi, wo)
-        return self.evaluator(dirs, latent)
+        return self.evaluator(self.direction_features(latent, wi, wo), latent)
 
     def pdf_from_latent(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
         return mixture.pdf(self.sampler.decode(latent, wi), wi, wo)

@@ -59,7 +59,11 @@ class Evaluator(nn.Module):
         self.mlp = MLP(DIRECTION_FEATURES + latent_channels, EVALUATOR_SIZES[size], 3)
 
     def forward(self, directions: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        return torch.exp(self.mlp(torch.cat([directions, latent], dim=-1)) - 3.0)
+        return torch.exp(self.mlp(self.inputs(directions, latent)) - 3.0)
+
+    @staticmethod
+    def inputs(directions: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return torch.cat([directions, latent], dim=-1)
 
 
 def weight_layout(module: nn.Module) -> list[dict]:

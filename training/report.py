@@ -36,6 +36,7 @@ from renderer.materials.graph import Material
 from renderer.neural_asset import MANIFEST_NAME
 from training.export import asset_sizes, dumps_json, to_json
 from training.model import NeuralMaterial
+from training.watchdog import skill
 
 REPORT_FORMAT_VERSION = 1
 
@@ -95,11 +96,14 @@ Target = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], np.ndar
 def error_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """Errors of pred against target (both [N, 3] linear RGB), means over queries and channels:
     rel_l1 = |y - t| / (|t| + 0.01); log_l1 = |log(1 + y) - log(1 + t)|;
-    rel_mse = (y - t)^2 / (t^2 + 0.01)."""
+    rel_mse = (y - t)^2 / (t^2 + 0.01); skill = 1 - logL1(y) / logL1(best constant) with
+    logL1 = |log(y + 0.01) - log(t + 0.01)| and the per-channel median of t as the best constant
+    (training/watchdog.py): 1 is perfect, a zero or any constant prediction scores <= 0."""
     y = np.asarray(pred, np.float64)
     t = np.asarray(target, np.float64)
     d = y - t
-    return {"rel_l1": float(np.mean(np.abs(d) / (np.abs(t) + RELATIVE_EPS))),
+    return {"skill": float(skill(torch.from_numpy(y), torch.from_numpy(t))) if len(t) else float("nan"),
+            "rel_l1": float(np.mean(np.abs(d) / (np.abs(t) + RELATIVE_EPS))),
             "log_l1": float(np.mean(np.abs(np.log1p(np.maximum(y, 0)) - np.log1p(np.maximum(t, 0))))),
             "rel_mse": float(np.mean(d * d / (t * t + RELATIVE_EPS))),
             "mean_target": float(np.mean(t)), "mean_prediction": float(np.mean(y)), "count": int(len(t))}
@@ -333,6 +337,7 @@ def bake_report(model: NeuralMaterial, reference: ref.ReferenceMaterial, materia
         sizes["asset_bytes"] = _dir_bytes(Path(asset_dir))
     flips = {c["name"]: c["flip"] for c in configs}
     metrics = {
+        "heldout_skill": heldout["all"]["skill"], "heldout_skill_reference": heldout["all"]["reference_noise"]["skill"],
         "heldout_rel_l1": heldout["all"]["rel_l1"], "heldout_log_l1": heldout["all"]["log_l1"],
         "heldout_rel_mse": heldout["all"]["rel_mse"],
         "heldout_level0_rel_l1": heldout["level0"]["rel_l1"] if "level0" in heldout else None,
@@ -378,6 +383,16 @@ def _kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
 
+SKILL_WARNING = 0.3  # below: the report says the model hardly resembles its reference
+
+
+def _skill_warning(value: float) -> str:
+    if value >= SKILL_WARNING:
+        return ""
+    return (f" **Warning: below {SKILL_WARNING}: this model hardly resembles its reference (a collapsed "
+            "or badly undertrained bake).**")
+
+
 def report_markdown(report: dict) -> str:
     mat, mdl, m = report["material"], report["model"], report["metrics"]
     fp = report["flat_patch"]
@@ -388,6 +403,10 @@ def report_markdown(report: dict) -> str:
         f"K = {mat['parameters_per_texel']}",
         f"- model: {mdl['latent_channels']}-channel latents, {mdl['resolution']} x {mdl['resolution']} level 0, "
         f"{mdl['levels']} levels, evaluator {mdl['evaluator']}, learned frames {'on' if mdl['use_frames'] else 'off'}",
+        "", f"**Held-out skill {_fmt(m['heldout_skill'], 3)}** (a second reference estimate scores "
+        f"{_fmt(m['heldout_skill_reference'], 3)}): 1 - log-L1 error / log-L1 error of the best constant "
+        "(the per-channel median target), on the held-out queries below. 1 is perfect; a zero or "
+        "constant prediction scores 0 or less, whatever the material." + _skill_warning(m['heldout_skill']),
         "", "## Flat patches", "",
         f"Level 0, {fp['texels']} x {fp['texels']} texels, one pixel per texel; pixel = eval(uv, wi = view, "
         f"wo = light) x {fp['light_irradiance']:.4g} (a white Lambertian surface facing the light reads 1). "
@@ -412,12 +431,12 @@ def report_markdown(report: dict) -> str:
               "rel L1 = |y - t| / (|t| + 0.01), log L1 = |log(1 + y) - log(1 + t)|, "
               "rel MSE = (y - t)^2 / (t^2 + 0.01), averaged over queries and RGB. The reference-noise column "
               "compares two independent reference estimates.", "",
-              "| queries | count | rel L1 | log L1 | rel MSE | reference noise (rel L1) |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              "| queries | count | skill | rel L1 | log L1 | rel MSE | reference noise (rel L1) |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for key, label in (("all", "all"), ("level0", "level 0"), ("coarse", "levels >= 1")):
         if key in h:
             e = h[key]
-            lines.append(f"| {label} | {e['count']} | {_fmt(e['rel_l1'])} | {_fmt(e['log_l1'])} | "
+            lines.append(f"| {label} | {e['count']} | {_fmt(e['skill'], 3)} | {_fmt(e['rel_l1'])} | {_fmt(e['log_l1'])} | "
                          f"{_fmt(e['rel_mse'])} | {_fmt(e['reference_noise']['rel_l1'])} |")
     s = report["sizes"]
     lines += ["", "## Sizes", "",

@@ -60,7 +60,8 @@ import torch
 from renderer.materials.reference import ReferenceMaterial
 from training.data import Batch, BatchSource, DataConfig, Prefetcher
 from training.model import NeuralMaterial, NeuralMaterialConfig
-from training.networks import EVALUATOR_SIZES
+from training.networks import EVALUATOR_SIZES, Evaluator
+from training.watchdog import Watchdog, skill
 
 LOG_EPS = 0.01
 LUMINANCE = (0.2126, 0.7152, 0.0722)
@@ -92,6 +93,9 @@ class TrainConfig:
     lr_scale_frames: float = 10.0  # the learned frames' layer
     lr_scale_first: float = 10.0  # the evaluator's first layer
     lr_restart: bool = False  # True: each phase its own cosine; False: one cosine over all iterations
+    lr_warmup: int = 0  # steps of linear learning-rate warm-up at the start
+    output_init: bool = True  # start the evaluator's output at the first batch's median target
+    loss: str = "log_l1"  # a key of LOSSES
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -103,6 +107,8 @@ class TrainConfig:
             raise ValueError("iteration counts must be >= 0 with at least one iteration in all")
         if self.batch_size < 1 or self.target_queries < 1:
             raise ValueError("batch_size and target_queries must be >= 1")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
 
     @property
     def encoder_steps(self) -> int:
@@ -130,6 +136,21 @@ def log_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (torch.log(pred + LOG_EPS) - torch.log(target + LOG_EPS)).abs().mean()
 
 
+def power_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Bitterli et al. 2026's power-mapped L1: mean |M(pred) - M(target)|, M(x) = 3 (x^(1/3) - 1).
+    (The clamp keeps pow's gradient finite where exp underflowed to 0.)"""
+    return 3.0 * (pred.clamp_min(1e-30).pow(1 / 3) - target.clamp_min(0).pow(1 / 3)).abs().mean()
+
+
+def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean (pred - target)^2 / (sg(pred) + eps)^2: the scale comes from the (detached) prediction,
+    never from the noisy target sample, so the minimiser is the targets' mean (unbiased)."""
+    return ((pred - target) ** 2 / (pred.detach() + LOG_EPS) ** 2).mean()
+
+
+LOSSES = {"log_l1": log_l1, "power_l1": power_l1, "rel_l2": relative_l2}
+
+
 def luminance(rgb: torch.Tensor) -> torch.Tensor:
     return rgb @ rgb.new_tensor(LUMINANCE)
 
@@ -155,6 +176,8 @@ class Trainer:
                                   config.seed, with_params=config.encoder_steps > 0)
         self.step = 0
         self.history: list[dict] = []  # one record per logged step
+        self.watchdog = Watchdog()
+        self._last_inputs = None  # (latent, wi, wo) of the last step, for the watchdog's dead-unit count
         self.optimizer = self._make_optimizer()
 
     # --- schedule -----------------------------------------------------------------------------
@@ -167,6 +190,11 @@ class Trainer:
         return 1 if step < self.config.encoder_steps else 2
 
     def lr_at(self, step: int) -> float:
+        c = self.config
+        warm = min(1.0, (step + 1) / c.lr_warmup) if c.lr_warmup > 0 else 1.0
+        return warm * self._cosine_at(step)
+
+    def _cosine_at(self, step: int) -> float:
         c = self.config
         if not c.lr_restart:
             return cosine_lr(step / max(1, c.total_iterations - 1), c.lr_start, c.lr_end)
@@ -225,33 +253,55 @@ class Trainer:
 
     # --- one step -----------------------------------------------------------------------------
 
-    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(evaluator loss, sampler loss, the evaluator's prediction [N, 3])."""
         m = self.model
         if self.in_encoder_phase:
             latent = m.encode(batch.params)
         else:
             latent = m.latents.sample_level(batch.uv, batch.level)
         f = m.eval_from_latent(latent, batch.wi, batch.wo)
-        loss_eval = log_l1(f, batch.target)
+        self._last_inputs = (latent.detach(), batch.wi, batch.wo)
+        loss_eval = LOSSES[self.config.loss](f, batch.target)
         n_s = max(1, int(round(self.config.sampler_fraction * batch.uv.shape[0])))
         s = slice(0, n_s)
         q = m.pdf_from_latent(latent[s].detach(), batch.wi[s], batch.wo[s])
         w = luminance(f[s].detach()) / batch.p_dirs[s]
         w = w / w.sum().clamp_min(1e-30)
         loss_sampler = -(w * torch.log(q.clamp_min(1e-30))).sum()
-        return loss_eval, loss_sampler
+        return loss_eval, loss_sampler, f
+
+    @torch.no_grad()
+    def _init_output(self, batch: Batch) -> None:
+        """Shifts the evaluator's output bias so that its median prediction on `batch` is the
+        median target per channel (at least LOG_EPS)."""
+        m = self.model
+        latent = m.encode(batch.params) if self.in_encoder_phase else m.latents.sample_level(batch.uv, batch.level)
+        f = m.eval_from_latent(latent, batch.wi, batch.wo)
+        shift = torch.log(batch.target.median(0).values.clamp_min(LOG_EPS)) - torch.log(f.median(0).values)
+        m.evaluator.mlp.layers[-1].bias += shift
 
     def train_step(self, batch: Batch) -> dict:
-        lr = self.lr_at(self.step)
+        lr = self.lr_at(self.step) * self.watchdog.lr_factor
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         batch = batch.to(self.device)
-        loss_eval, loss_sampler = self.losses(batch)
+        if self.step == 0 and self.config.output_init:
+            self._init_output(batch)
+        loss_eval, loss_sampler, f = self.losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
         (loss_eval + loss_sampler).backward()
         self.optimizer.step()
         self.step += 1
-        return {"step": self.step, "loss": loss_eval.item(), "sampler_loss": loss_sampler.item(), "lr": lr}
+        f = f.detach()
+        return {"step": self.step, "loss": loss_eval.item(), "sampler_loss": loss_sampler.item(), "lr": lr,
+                "skill": skill(f, batch.target).item(), "mean_prediction": f.mean().item(),
+                "mean_target": batch.target.mean().item()}
+
+    def _dead_unit_inputs(self) -> torch.Tensor:
+        latent, wi, wo = self._last_inputs
+        with torch.no_grad():
+            return Evaluator.inputs(self.model.direction_features(latent, wi, wo), latent)
 
     def run(self, until: int | None = None, callback: Callable[[dict], None] | None = None,
             log_every: int = 10, prefetch: int = 2) -> None:
@@ -262,6 +312,8 @@ class Trainer:
         while self.step < until:
             if self.in_encoder_phase and self.step >= self.config.encoder_steps:
                 self.fill_latents_from_encoder()
+            if self.watchdog.needs_start(self):
+                self.watchdog.start(self)
             stop = until if self.phase_of(self.step) == 2 else min(until, self.config.encoder_steps)
             feeder = Prefetcher(self.source, self.step, stop, self.plan, depth=prefetch)
             try:
@@ -271,7 +323,9 @@ class Trainer:
                     record["seconds"] = time.perf_counter() - start
                     record["phase"] = self.phase_of(self.step - 1)
                     if record["step"] % log_every == 0 or record["step"] == until:
-                        self.history.append({k: record[k] for k in ("step", "loss", "sampler_loss", "lr")})
+                        self.history.append({k: record[k] for k in ("step", "loss", "sampler_loss", "lr", "skill")})
+                    if self.watchdog.observe(self, record, self._dead_unit_inputs):
+                        break  # restored an earlier step: draw its batches again
                     if callback is not None:
                         callback(record)
             finally:
@@ -299,7 +353,8 @@ class Trainer:
         f = m.eval_from_latent(m.latents.sample_level(batch.uv, batch.level), batch.wi, batch.wo)
         above = batch.wo[:, 2] > 0
         rel = ((f - batch.target).abs().sum(-1) / (batch.target.sum(-1) + 3 * LOG_EPS))[above].mean()
-        return {"log_l1": log_l1(f, batch.target).item(), "relative_error": rel.item()}
+        return {"log_l1": log_l1(f, batch.target).item(), "relative_error": rel.item(),
+                "skill": skill(f, batch.target).item()}
 
     # --- checkpoints --------------------------------------------------------------------------
 
@@ -307,7 +362,7 @@ class Trainer:
         return {"format": CHECKPOINT_FORMAT, "config": asdict(self.config), "step": self.step,
                 "has_encoder": self.in_encoder_phase, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                "numpy_rng": _numpy_rng_state(), "history": list(self.history)}
+                "numpy_rng": _numpy_rng_state(), "history": list(self.history), "watchdog": self.watchdog.state()}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -320,6 +375,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
         self.history = list(state["history"])
+        self.watchdog.load_state(state.get("watchdog", {}))
         torch.set_rng_state(state["torch_rng"])
         _set_numpy_rng_state(state["numpy_rng"])
 
