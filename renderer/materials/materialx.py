@@ -837,9 +837,10 @@ def _standard_surface(s: _Shader) -> list[LayerSpec]:
     color = s["base_color"]
     gamma = r.binary("add", r.binary("multiply", coat, s["coat_affect_color"], "coat_gamma_raw", ""), 1.0,
                      "coat_gamma", src("coat_affect_color"))
-    if not (_const(gamma) and float(gamma) == 1):
-        if not _const(gamma):
-            raise r.error(s.node, "coat_affect_color with a textured coat is not supported")
+    if not _const(gamma):
+        r.report(f"{s.node.getNamePath()}.coat_affect_color", "dropped under a textured coat (neumat applies it "
+                 "for a constant coat only)")
+    elif float(gamma) != 1:
         g = float(gamma)
         color = r.curve(color, lambda c: np.clip(c, 0, 1) ** g, (0, 1), "coat_affected_color",
                         src("coat_affect_color"), exponent=g)
