@@ -380,6 +380,16 @@ def test_colorspace_decides_the_srgb_decoding(tmp_path):
     assert values["srgb_texture"] == pytest.approx(((128 / 255 + 0.055) / 1.055) ** 2.4, abs=1e-4)
 
 
+def test_constant_colours_are_converted_from_their_colour_space(tmp_path):
+    doc = shader_document("open_pbr_surface", {"base_color": (0.2, 0.5, 0.3)})
+    acescg = doc.replace('<materialx version="1.39">', '<materialx version="1.39" colorspace="acescg">')
+    material = load_material(write(tmp_path, "aces.mtlx", acescg))
+    albedo = evaluate_parameters(material, 1)[0, 0, material.layout.slot(0, "albedo")]
+    ap1_to_rec709 = np.array([[1.70505, -0.62179, -0.08326], [-0.13026, 1.14080, -0.01055],
+                              [-0.02400, -0.12897, 1.15297]])
+    np.testing.assert_allclose(albedo, ap1_to_rec709 @ [0.2, 0.5, 0.3], atol=1e-4)
+
+
 def test_import_writes_a_commented_toml_equal_to_the_document(tmp_path):
     textures(tmp_path)
     path = write(tmp_path, "textured.mtlx", shader_document("open_pbr_surface", TEXTURED, GRAPH))

@@ -38,6 +38,38 @@ MIN_COAT_COLOR = 1e-3  # a black coat is an absorption of -ln(1e-3) / 2 = 3.45 p
 LINEAR_SPACES = ("", "lin_rec709", "lin_srgb", "raw", "srgb_linear", "linear")
 SRGB_SPACES = ("srgb_texture", "srgb_displayp3")
 
+# Constant colours are given in their element's colour space (MaterialX's colorspace attribute,
+# inherited from the node graph or document); neumat's are linear Rec.709. Primaries -> linear
+# Rec.709 (D65; AP1 through the Bradford adaptation from D60, as OpenColorIO's ACES config).
+_AP1 = np.array([[1.7050509927, -0.6217921206, -0.0832588720],
+                 [-0.1302564175, 1.1408047366, -0.0105483191],
+                 [-0.0240033568, -0.1289689761, 1.1529723329]])
+_P3 = np.array([[1.2249401763, -0.2249401763, 0.0], [-0.0420569547, 1.0420569547, 0.0],
+                [-0.0196375546, -0.0786360456, 1.0982736001]])
+_ADOBE = np.array([[1.3982832, -0.3982832, 0.0], [0.0, 1.0, 0.0], [0.0, -0.0429383, 1.0429383]])
+_SRGB_CURVE = "srgb"
+COLOR_SPACES = {  # name -> (transfer: "srgb", a gamma or None for linear; primaries matrix or None)
+    "lin_rec709": (None, None), "lin_srgb": (None, None), "srgb_texture": (_SRGB_CURVE, None),
+    "g22_rec709": (2.2, None), "g18_rec709": (1.8, None), "acescg": (None, _AP1), "lin_ap1": (None, _AP1),
+    "g22_ap1": (2.2, _AP1), "g18_ap1": (1.8, _AP1), "lin_displayp3": (None, _P3),
+    "srgb_displayp3": (_SRGB_CURVE, _P3), "lin_adobergb": (None, _ADOBE), "adobergb": (2.19921875, _ADOBE),
+}
+
+
+def to_rec709(rgb: np.ndarray, space: str) -> np.ndarray | None:
+    """A colour in MaterialX colour space `space` as linear Rec.709; None for an unknown space."""
+    if space in ("", "raw"):
+        return rgb
+    if space not in COLOR_SPACES:
+        return None
+    transfer, matrix = COLOR_SPACES[space]
+    if transfer == _SRGB_CURVE:
+        from renderer.image_io import srgb_decode
+        rgb = srgb_decode(rgb)
+    elif transfer is not None:
+        rgb = np.clip(rgb, 0, None) ** transfer
+    return rgb if matrix is None else matrix @ rgb
+
 
 @dataclass(frozen=True)
 class Ref:
@@ -268,7 +300,15 @@ class _Reader:
         if isinstance(v, (int, float)):
             return float(v)
         if isinstance(v, tuple) and len(v) == 3:
-            return _value(np.array(v))
+            rgb = np.array(v)
+            if type_name == "color3":
+                space = element.getActiveColorSpace()
+                converted = to_rec709(rgb, space)
+                if converted is None:
+                    self.report(element.getNamePath(), f"colour space '{space}' unknown: the colour is read as "
+                                                       "linear Rec.709")
+                rgb = rgb if converted is None else converted
+            return _value(rgb)
         return v  # strings, vector2 tuples: interpreted by the caller
 
     def scalar(self, node, name: str) -> float:
@@ -1041,8 +1081,8 @@ def _clamp_constants(layers: list[LayerSpec], report: Callable[[str, str], None]
             a = _array(v)
             clamped = np.clip(a, rule.lo, rule.hi)
             if np.any(clamped != a):
-                report(layer.sources.get(param, param), f"{layer.name} {param} {_toml_value(v)} clamped to "
-                                                        f"{_toml_value(_value(clamped))}")
+                where = layer.sources.get(param, param).split(" (")[0]
+                report(where, f"{layer.name} {param} {_toml_value(v)} clamped to {_toml_value(_value(clamped))}")
                 layer.params[param] = _value(clamped)
 
 
