@@ -702,12 +702,11 @@ class _Shader:
         v = self[name]
         return v is not None and _const(v) and np.all(_array(v) == 1)
 
-    def drop(self, names: list[str], why: str, unless: str | None = None) -> None:
-        """Reports each of `names` that is not at its default, unless input `unless` is 0 (the
-        feature is off, so its other inputs do nothing)."""
-        if unless is not None and self.is_zero(unless):
-            return
-        for name in names:
+    def report_dropped(self) -> None:
+        """Reports each input of DROPPED that is not at its default, unless its feature is off."""
+        for name, why, unless in DROPPED[self.node.getCategory()]:
+            if unless is not None and self.is_zero(unless):
+                continue
             if self.nodedef.getActiveInput(name) is not None and not self.is_default(name):
                 self.r.report(f"{self.node.getNamePath()}.{name}", why)
 
@@ -716,6 +715,51 @@ class _Shader:
         if v is not None and _const(v):
             return None if np.allclose(_array(v), (0, 0, 1)) else v
         return v
+
+
+# Inputs each model has that neumat drops or approximates without a layer parameter of its own:
+# (input, why, the input whose 0 switches the feature off, so that a dropped input says nothing).
+_LAMBERTIAN = "the diffuse base is Lambertian"
+_TANGENTS = "tangents come from the mesh's uvs"
+DROPPED = {
+    "open_pbr_surface": (
+        ("base_diffuse_roughness", _LAMBERTIAN, None),
+        ("transmission_weight", "transmission is not represented", None),
+        ("transmission_dispersion_scale", "dispersion is not represented", "transmission_weight"),
+        ("subsurface_weight", "subsurface scattering is not represented", None),
+        ("thin_film_weight", "thin-film interference is not represented", None),
+        ("emission_luminance", "emission is not represented", None),
+        ("geometry_opacity", "opacity (cut-outs) is not represented", None),
+        ("geometry_thin_walled", "thin-walled geometry is not represented", None),
+        ("geometry_tangent", _TANGENTS, None),
+        ("geometry_coat_tangent", _TANGENTS, "coat_weight"),
+        ("coat_roughness_anisotropy", "the coat stays isotropic", "coat_weight"),
+        ("coat_darkening", "the coat's darkening comes from the random walk (physical, as at 1)", "coat_weight"),
+    ),
+    "standard_surface": (
+        ("diffuse_roughness", _LAMBERTIAN, None),
+        ("transmission", "transmission is not represented", None),
+        ("transmission_dispersion", "dispersion is not represented", "transmission"),
+        ("subsurface", "subsurface scattering is not represented", None),
+        ("thin_film_thickness", "thin-film interference is not represented", None),
+        ("emission", "emission is not represented", None),
+        ("opacity", "opacity (cut-outs) is not represented", None),
+        ("thin_walled", "thin-walled geometry is not represented", None),
+        ("tangent", _TANGENTS, None),
+        ("coat_anisotropy", "the coat stays isotropic", "coat"),
+    ),
+    "gltf_pbr": (
+        ("anisotropy_strength", "anisotropy is not represented for glTF materials", None),
+        ("occlusion", "baked ambient occlusion is dropped (the path tracer computes occlusion)", None),
+        ("transmission", "transmission is not represented", None),
+        ("thickness", "volume attenuation is not represented", None),
+        ("dispersion", "dispersion is not represented", None),
+        ("iridescence", "thin-film interference (iridescence) is not represented", None),
+        ("emissive", "emission is not represented", None),
+        ("alpha", "opacity (cut-outs) is not represented", None),
+        ("tangent", _TANGENTS, None),
+    ),
+}
 
 
 def _open_pbr(s: _Shader) -> list[LayerSpec]:
@@ -782,23 +826,11 @@ def _open_pbr(s: _Shader) -> list[LayerSpec]:
                             {"weight": src("coat_weight"), "ior": src("coat_ior"),
                              "alpha": f"{src('coat_roughness')} squared", "absorption": f"{src('coat_color')}: "
                              "-ln(colour) / 2 (the colour is the round trip's transmittance at normal incidence)"}))
-        s.drop(["coat_roughness_anisotropy"], "the coat stays isotropic", unless="coat_weight")
-        s.drop(["coat_darkening"], "the coat's darkening comes from the random walk (physical, as at 1)",
-               unless="coat_weight")
     if not s.is_zero("fuzz_weight"):
         layers.append(_sheen(s["fuzz_weight"], s["fuzz_color"], s["fuzz_roughness"],
                              {"weight": src("fuzz_weight"), "color": src("fuzz_color"),
                               "alpha": f"{src('fuzz_roughness')} (as the Charlie sheen's alpha)"}))
     _normal_everywhere(layers, normal, src("geometry_normal"), skip="coat")
-    s.drop(["base_diffuse_roughness"], "the diffuse base is Lambertian")
-    s.drop(["transmission_weight"], "transmission is not represented")
-    s.drop(["transmission_dispersion_scale"], "dispersion is not represented", unless="transmission_weight")
-    s.drop(["subsurface_weight"], "subsurface scattering is not represented")
-    s.drop(["thin_film_weight"], "thin-film interference is not represented")
-    s.drop(["emission_luminance"], "emission is not represented")
-    s.drop(["geometry_opacity"], "opacity (cut-outs) is not represented")
-    s.drop(["geometry_thin_walled"], "thin-walled geometry is not represented")
-    s.drop(["geometry_tangent", "geometry_coat_tangent"], "tangents come from the mesh's uvs")
     return layers
 
 
@@ -921,17 +953,7 @@ def _standard_surface(s: _Shader) -> list[LayerSpec]:
                             s.normal("coat_normal"),
                             {"weight": src("coat"), "ior": src("coat_IOR"), "alpha": f"{src('coat_roughness')} squared",
                              "absorption": f"{src('coat_color')}: -ln(colour) / 2"}))
-        s.drop(["coat_anisotropy"], "the coat stays isotropic", unless="coat")
     _normal_everywhere(layers, normal, src("normal"), skip="coat")
-    s.drop(["diffuse_roughness"], "the diffuse base is Lambertian")
-    s.drop(["transmission"], "transmission is not represented")
-    s.drop(["transmission_dispersion"], "dispersion is not represented", unless="transmission")
-    s.drop(["subsurface"], "subsurface scattering is not represented")
-    s.drop(["thin_film_thickness"], "thin-film interference is not represented")
-    s.drop(["emission"], "emission is not represented")
-    s.drop(["opacity"], "opacity (cut-outs) is not represented")
-    s.drop(["thin_walled"], "thin-walled geometry is not represented")
-    s.drop(["tangent"], "tangents come from the mesh's uvs")
     return layers
 
 
@@ -968,15 +990,6 @@ def _gltf_pbr(s: _Shader) -> list[LayerSpec]:
                             {"weight": src("clearcoat"), "ior": "1.5 (glTF)",
                              "alpha": f"{src('clearcoat_roughness')} squared", "absorption": "clear"}))
     _normal_everywhere(layers, normal, src("normal"), skip="coat")
-    s.drop(["anisotropy_strength"], "anisotropy is not represented for glTF materials")
-    s.drop(["occlusion"], "baked ambient occlusion is dropped (the path tracer computes occlusion)")
-    s.drop(["transmission"], "transmission is not represented")
-    s.drop(["thickness"], "volume attenuation is not represented")
-    s.drop(["dispersion"], "dispersion is not represented")
-    s.drop(["iridescence"], "thin-film interference (iridescence) is not represented")
-    s.drop(["emissive"], "emission is not represented")
-    s.drop(["alpha"], "opacity (cut-outs) is not represented")
-    s.drop(["tangent"], "tangents come from the mesh's uvs")
     return layers
 
 
@@ -1058,7 +1071,9 @@ def translate(ref: str | Path, material: str | None = None) -> Translation:
         if shader.getNodeDef().getActiveInput(inp.getName()) is None:
             raise NeumatError(f"{path.name}: {inp.getNamePath()}: '{category}' has no input '{inp.getName()}'")
     reader = _Reader(path, report)
-    layers = _MODELS[category](_Shader(reader, shader))
+    model = _Shader(reader, shader)
+    layers = _MODELS[category](model)
+    model.report_dropped()
     _clamp_constants(layers, report)
     used = _used_nodes(reader.nodes, layers)
     files = sorted({path.resolve(), *(Path(uri).resolve() for uri in doc.getReferencedSourceUris())})
