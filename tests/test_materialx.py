@@ -189,6 +189,20 @@ def test_dropped_inputs_warn_once_each_and_strict_fails(tmp_path):
     assert "# approximated: SR_M.transmission_weight" in out.read_text()
 
 
+def test_geometric_frame_nodes_are_the_defaults(tmp_path):
+    """A normal or tangent input fed by MaterialX's own normal/tangent nodes changes nothing."""
+    graph = """  <nodegraph name="NG">
+    <normal name="n" type="vector3"/>
+    <tangent name="t" type="vector3"/>
+    <output name="n_out" type="vector3" nodename="n"/>
+    <output name="t_out" type="vector3" nodename="t"/>
+  </nodegraph>"""
+    inputs = {"normal": {"graph": "NG", "output": "n_out", "type": "vector3"},
+              "tangent": {"graph": "NG", "output": "t_out", "type": "vector3"}}
+    t = translate(write(tmp_path, "frame.mtlx", shader_document("standard_surface", inputs, graph)))
+    assert t.warnings == [] and all("normal" not in layer.params for layer in t.layers)
+
+
 def _png(path: Path, pixels: np.ndarray) -> Path:
     Image.fromarray(pixels).save(path)
     return path

@@ -627,7 +627,18 @@ def _extract(r: _Reader, n) -> Value:
     return r.add(n.getName(), {**fields, "channel": "rgba"[int(index)]}, 1, n.getNamePath())
 
 
+_GEOMETRIC_DEFAULTS = {"Nworld": (0.0, 0.0, 1.0), "Nobject": (0.0, 0.0, 1.0), "Tworld": (1.0, 0.0, 0.0),
+                       "Tobject": (1.0, 0.0, 0.0), "Bworld": (0.0, 1.0, 0.0), "Bobject": (0.0, 1.0, 0.0)}
+
+
+def _geometric(r: _Reader, n) -> Value:
+    """normal, tangent, bitangent: the surface's own frame, in tangent space a constant axis (so that
+    a shader input fed by them is at its default)."""
+    return {"normal": (0.0, 0.0, 1.0), "tangent": (1.0, 0.0, 0.0), "bitangent": (0.0, 1.0, 0.0)}[n.getCategory()]
+
+
 _NODE_HANDLERS: dict[str, Callable] = {
+    "normal": _geometric, "tangent": _geometric, "bitangent": _geometric,
     "image": _image, "tiledimage": _image, "constant": _constant, "mix": _mix,
     "multiply": _arithmetic("multiply"), "add": _arithmetic("add"), "subtract": _arithmetic("subtract"),
     "divide": _arithmetic("divide"), "max": _arithmetic("max"), "min": _arithmetic("min"),
@@ -657,7 +668,7 @@ def _ior_of_f0(f0: np.ndarray) -> np.ndarray:
 def _coat_absorption(color: np.ndarray) -> np.ndarray:
     """A coat colour is the square of its transmittance at normal incidence (OpenPBR): the base
     seen through it is tinted by the colour. With neumat's thickness 1, absorption = -ln(c) / 2."""
-    return -0.5 * np.log(np.clip(color, MIN_COAT_COLOR, 1.0))
+    return 0.0 - 0.5 * np.log(np.clip(color, MIN_COAT_COLOR, 1.0))  # 0.0 - : no -0.0 for a white coat
 
 
 class _Shader:
@@ -689,9 +700,11 @@ class _Shader:
             return True
         v = self[name]
         decl = self.nodedef.getActiveInput(name)
-        if isinstance(v, Ref) or not decl.getValueString():
+        d = _GEOMETRIC_DEFAULTS.get(decl.getDefaultGeomPropString())
+        if isinstance(v, Ref) or (d is None and not decl.getValueString()):
             return False
-        d = self.r.constant(decl.getType(), decl.getValueString(), decl)
+        if d is None:
+            d = self.r.constant(decl.getType(), decl.getValueString(), decl)
         return np.allclose(_array(v), _array(d))
 
     def is_zero(self, name: str) -> bool:
@@ -872,6 +885,8 @@ def _coat(r: _Reader, weight: Value, ior: float, roughness: Value, color: Value,
               "absorption": r.curve(color, _coat_absorption, (0, 1), "coat_absorption", sources["absorption"])}
     if _const(weight) and float(weight) == 1:
         del params["weight"]
+    if _const(params["absorption"]) and not np.any(_array(params["absorption"])):
+        del params["absorption"], params["thickness"]  # a clear coat: its thickness does not matter
     if normal is not None:
         params["normal"] = normal
         sources = {**sources, "normal": "coat normal"}
