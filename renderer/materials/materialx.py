@@ -168,10 +168,20 @@ def _toml_value(v):
 _library = None
 
 
+def _materialx():
+    """The MaterialX module, or a NeumatError saying how to install it."""
+    try:
+        import MaterialX
+    except ImportError:
+        raise NeumatError("reading .mtlx files needs the materialx package (pip install 'materialx>=1.39,<1.40', "
+                          "or rerun tools/install.sh)") from None
+    return MaterialX
+
+
 def _standard_library():
     """MaterialX's bundled node definitions (stdlib, pbrlib, bxdf), loaded once."""
     global _library
-    import MaterialX as mx
+    mx = _materialx()
     if _library is None:
         _library = mx.createDocument()
         mx.loadLibraries(mx.getDefaultDataLibraryFolders(), mx.getDefaultDataSearchPath(), _library)
@@ -179,12 +189,12 @@ def _standard_library():
 
 
 def _read_document(path: Path):
-    import MaterialX as mx
+    mx = _materialx()
     if not path.is_file():
         raise NeumatError(f"{path}: no such MaterialX file")
     doc = mx.createDocument()
     try:
-        mx.readFromXmlFile(doc, str(path.resolve()))  # absolute, so that every source URI is
+        mx.readFromXmlFile(doc, str(path.resolve()))  # absolute: so are the source URIs it records
     except Exception as e:  # ExceptionParseError, ExceptionFileMissing (an include), ...
         raise NeumatError(f"{path.name}: cannot read the MaterialX document: {e}") from None
     doc.setDataLibrary(_standard_library())
@@ -270,7 +280,7 @@ class _Reader:
 
     # -- reading MaterialX ports -------------------------------------------------------------------
 
-    def port(self, node, name: str, default_ok: bool = True) -> Value | None:
+    def port(self, node, name: str) -> Value | None:
         """The value of input `name` of a MaterialX node: a constant, a neumat node for a connected
         input, or the node definition's default (None for a geometric default such as Nworld)."""
         inp = node.getInput(name)
@@ -314,10 +324,9 @@ class _Reader:
     def scalar(self, node, name: str) -> float:
         """A constant scalar input (node graph connections are not allowed here)."""
         v = self.port(node, name)
-        if isinstance(v, Ref):
-            raise self.error(node, f"input '{name}' must be a constant here, not a node graph output")
-        a = _array(v) if not isinstance(v, str) else np.array([np.nan])
-        return float(a[0]) if a.size else 0.0
+        if isinstance(v, (Ref, str)) or v is None or _array(v).size != 1:
+            raise self.error(node, f"input '{name}' must be a constant number here, not {v!r}")
+        return float(v)
 
     def node(self, mx_node, consumer) -> Value:
         """A MaterialX node's output as a neumat value (memoised; cycles are one error)."""
@@ -1070,8 +1079,7 @@ def translate(ref: str | Path, material: str | None = None) -> Translation:
         if text not in warnings:
             warnings.append(text)
 
-    import MaterialX as mx
-    shaders = mx.getShaderNodes(mat)
+    shaders = _materialx().getShaderNodes(mat)
     if not shaders:
         raise NeumatError(f"{path.name}: {mat.getNamePath()}: the material has no surface shader connected")
     shader = shaders[0]
