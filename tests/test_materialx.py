@@ -443,6 +443,9 @@ def test_several_materials_are_picked_by_name(tmp_path):
         load_material(path)
     with pytest.raises(NeumatError, match="no surfacematerial 'Blue'"):
         load_material(f"{path}#Blue")
+    result = neumat("material", "import", path, "--material", "Other")  # no -o: the TOML on standard output
+    assert result.returncode == 0, result.stderr
+    assert 'name = "Other"' in result.stdout and "standard_surface 'SR_Other'" in result.stdout
 
 
 BAD = {
