@@ -240,7 +240,7 @@ def _sampling_text(rule: dict) -> str:
         return f"a fixed {rule['spp']} spp per view (two halves)"
     caps = [f"{rule['max_spp']} spp per view"]
     if rule.get("max_seconds"):
-        caps.append(f"{rule['max_seconds'] / 60:.1f} minutes for all views")
+        caps.append(f"{rule['max_seconds'] / 60:.1f} minutes for all views ({rule['seconds_count']})")
     return f"until the FLIP between its halves is at most {rule['target_noise_flip']:g}, or {' / '.join(caps)}"
 
 
