@@ -471,6 +471,8 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
         kept = ckpt if ckpt_step is not None and ckpt.is_file() else None
         raise BakeInterrupted(kept, ckpt_step if kept else 0, trainer.config.total_iterations, resume_hint) from None
 
+    if trainer.timing["steps"]:
+        log(f"trained {material.name}: {trainer.speed_summary()}")
     model = trainer.model.to("cpu").eval()
     training = {**asdict(trainer.config), "iterations_run": trainer.step, "resumed_from_step": resumed_from,
                 "time_budget_min": settings.time_budget, "vulkan_device": vk.info.adapter_name,
