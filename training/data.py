@@ -17,9 +17,13 @@ the same sample twice and a bake needs no dataset on disk. A batch of N samples 
   with wi below the horizon are redrawn; those with wo below it are kept with probability
   `below_horizon` (their target is 0: the net must learn to stay dark there).
 - target: eval(wi, wo) = f * |cos theta_o| of the reference at (uv, level), averaged over
-  `target_queries` independent random walks. Each of those queries also gets its own wo jittered
-  uniformly over a cone of half-angle `cone` around wo: that is the paper's mollification (the
-  cone shrinks from 10 degrees to 0 over the first part of training; see trainer.py). Averaging a
+  `target_queries` random walks. While mollifying, each walk is its own query with its own wo
+  jittered uniformly over a cone of half-angle `cone` around wo: that is the paper's mollification
+  (the cone shrinks from 10 degrees to 0 over the first part of training; see trainer.py). Without
+  the cone the walks are one query of `target_queries` walks: on worn_plastic at 256 x 256 that
+  took 178 ms where 4 queries of one walk took 336 ms (16384 samples, lavapipe on the shared 2 cores),
+  and the reference's quasi-Monte Carlo walks within one query make the target less noisy (median
+  relative error against 256 walks 0.005 instead of 0.007; docs/baking.md, "Bake speed"). Averaging a
   few walks matters for the log-space L1 loss, whose minimiser is the median of the targets, not
   their mean: measured on the bundled materials, the median of 4-walk averages sits 1-3 % below
   the mean in log space, the median of single walks up to 8 % (tools/ablation.py --noise).
@@ -218,11 +222,16 @@ class BatchSource:
         level = sample_levels(rng, n, self.num_levels, cfg.level_rate)
         wi, wo, p_dirs = sample_directions(rng, n, cfg.below_horizon, cfg.peak_fraction)
         m = cfg.target_queries
-        wo_q = np.concatenate([jitter_in_cone(rng, wo, cone) for _ in range(m)]) if cone > 0 else np.tile(wo, (m, 1))
-        f = ref.evaluate(self.reference, np.tile(uv, (m, 1)).astype(np.float32),
-                         np.tile(wi, (m, 1)).astype(np.float32), wo_q.astype(np.float32),
-                         np.tile(level, m).astype(np.float32), n_walks=1, seed=step_seed(self.seed, step))
-        target = f.reshape(m, n, 3).mean(0)
+        if cone > 0:  # each walk its own jittered wo: m queries of one walk
+            wo_q = np.concatenate([jitter_in_cone(rng, wo, cone) for _ in range(m)])
+            f = ref.evaluate(self.reference, np.tile(uv, (m, 1)).astype(np.float32),
+                             np.tile(wi, (m, 1)).astype(np.float32), wo_q.astype(np.float32),
+                             np.tile(level, m).astype(np.float32), n_walks=1, seed=step_seed(self.seed, step))
+            target = f.reshape(m, n, 3).mean(0)
+        else:  # one query of m walks: half the time, and its quasi-Monte Carlo walks are less noisy
+            target = ref.evaluate(self.reference, uv.astype(np.float32), wi.astype(np.float32),
+                                  wo.astype(np.float32), level.astype(np.float32), n_walks=m,
+                                  seed=step_seed(self.seed, step))
         target = np.where(np.isfinite(target), np.maximum(target, 0.0), 0.0)
         params = None
         if self.with_params if with_params is None else with_params:

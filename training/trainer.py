@@ -40,6 +40,20 @@ latent multiplier 0.1 gave FLIP 0.163 / 0.126 / 0.251 and held-out error 0.078 w
 0.190 / 0.261 and 0.088. A restart of the cosine at the fine-tuning phase (lr_restart) shook the
 trained decoders and did not help.
 
+Output start (`output_init`): before the first step the evaluator's output bias is shifted so that
+its median prediction on batch 0 is the median target per channel (at least LOG_EPS). The untrained
+evaluator's exp(x - 3) = 0.05 lies above almost every target of a dark material; Adam's first steps
+(each parameter moves by about the learning rate, all in the same direction) then pushed the output
+far below LOG_EPS, where the log loss's gradient f / (f + eps) vanishes, and it never came back:
+on tests/materials/dark_lacquer every one of 3 seeds collapsed to a zero evaluator within 20 steps,
+with the first layer's 10x rate or without it (so not the rate multiplier; dead ReLUs were 40-65 %,
+as many as in healthy runs), with a 100-step linear warm-up of the rate on 2 of 3; starting at the median, 0 of 3.
+training/watchdog.py catches what is left.
+
+Losses (`loss`): log_l1 (above, the default), power_l1 (Bitterli et al. 2026's M(x) = 3 (x^(1/3) - 1)
+on f * cos) and rel_l2 (relative L2 with the detached prediction as the scale: unbiased under noisy
+targets); measured against each other in docs/baking.md, "Loss options".
+
 Mollification: each target averages reference evaluations at wo jittered over a cone whose
 half-angle falls linearly from `mollify_degrees` to 0 over the first `mollify_fraction` of all
 iterations (the paper: 10 degrees over 20k of 300k iterations, 7 %; our runs are ~100x shorter, so
@@ -93,7 +107,6 @@ class TrainConfig:
     lr_scale_frames: float = 10.0  # the learned frames' layer
     lr_scale_first: float = 10.0  # the evaluator's first layer
     lr_restart: bool = False  # True: each phase its own cosine; False: one cosine over all iterations
-    lr_warmup: int = 0  # steps of linear learning-rate warm-up at the start
     output_init: bool = True  # start the evaluator's output at the first batch's median target
     loss: str = "log_l1"  # a key of LOSSES
     seed: int = 0
@@ -177,6 +190,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict] = []  # one record per logged step
         self.watchdog = Watchdog()
+        self.timing = {"steps": 0, "step_s": 0.0, "wait_s": 0.0}  # this process's steps: torch vs waiting for batches
         self._last_inputs = None  # (latent, wi, wo) of the last step, for the watchdog's dead-unit count
         self.optimizer = self._make_optimizer()
 
@@ -190,11 +204,6 @@ class Trainer:
         return 1 if step < self.config.encoder_steps else 2
 
     def lr_at(self, step: int) -> float:
-        c = self.config
-        warm = min(1.0, (step + 1) / c.lr_warmup) if c.lr_warmup > 0 else 1.0
-        return warm * self._cosine_at(step)
-
-    def _cosine_at(self, step: int) -> float:
         c = self.config
         if not c.lr_restart:
             return cosine_lr(step / max(1, c.total_iterations - 1), c.lr_start, c.lr_end)
@@ -319,8 +328,14 @@ class Trainer:
             try:
                 while self.step < stop:
                     start = time.perf_counter()
-                    record = self.train_step(feeder.get(self.step))
-                    record["seconds"] = time.perf_counter() - start
+                    batch = feeder.get(self.step)
+                    got = time.perf_counter()
+                    record = self.train_step(batch)
+                    record["seconds"] = time.perf_counter() - got
+                    record["wait_s"] = got - start  # for a batch the prefetcher had not finished
+                    self.timing["steps"] += 1
+                    self.timing["step_s"] += record["seconds"]
+                    self.timing["wait_s"] += record["wait_s"]
                     record["phase"] = self.phase_of(self.step - 1)
                     if record["step"] % log_every == 0 or record["step"] == until:
                         self.history.append({k: record[k] for k in ("step", "loss", "sampler_loss", "lr", "skill")})
@@ -332,6 +347,15 @@ class Trainer:
                 feeder.close()
         if self.in_encoder_phase and self.step >= self.config.total_iterations:
             self.fill_latents_from_encoder()  # a run that is all encoder phase still ends as a pyramid
+
+    def speed_summary(self) -> str:
+        """One line: iterations per second and where an iteration's time went."""
+        t = self.timing
+        n = max(1, t["steps"])
+        total = t["step_s"] + t["wait_s"]
+        return (f"{t['steps']} iterations, {t['steps'] / max(total, 1e-9):.2f} it/s: torch step "
+                f"{1e3 * t['step_s'] / n:.0f} ms, waiting for reference batches {1e3 * t['wait_s'] / n:.0f} ms "
+                f"per iteration (torch on {self.device}, {torch.get_num_threads()} threads)")
 
     # --- evaluation ---------------------------------------------------------------------------
 
