@@ -15,7 +15,7 @@ from PIL import Image
 
 from renderer.errors import NeumatError
 from renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
-from renderer.materials.materialx import translate
+from renderer.materials.materialx import Ref, translate
 from renderer.materials.reference import ReferenceMaterial, WalkSettings, evaluate, sample
 
 
@@ -375,6 +375,32 @@ def test_node_graphs_become_the_nodes_they_should(tmp_path):
     np.testing.assert_allclose(params[..., slot], 1.5 + (ratio - 1.5) * coat, atol=2e-3)  # piecewise linear
     params[..., slot] = expected[..., slot]
     np.testing.assert_allclose(params, expected, atol=1e-5)
+
+
+def test_gltf_texture_nodes(tmp_path):
+    """gltf_image (factor, scale as tiling) and gltf_normalmap, as glTF exporters write them."""
+    textures(tmp_path)
+    graph = """  <nodegraph name="NG">
+    <gltf_image name="base_tex" type="color3">
+      <input name="file" type="filename" value="tex/albedo.jpg" colorspace="srgb_texture"/>
+      <input name="factor" type="color3" value="0.5, 0.5, 0.5"/>
+      <input name="scale" type="vector2" value="3, 3"/>
+    </gltf_image>
+    <gltf_normalmap name="bumps" type="vector3">
+      <input name="file" type="filename" value="tex/normal.png"/>
+    </gltf_normalmap>
+    <output name="base_out" type="color3" nodename="base_tex"/>
+    <output name="normal_out" type="vector3" nodename="bumps"/>
+  </nodegraph>"""
+    inputs = {"base_color": {"graph": "NG", "output": "base_out", "type": "color3"}, "metallic": 0.0,
+              "normal": {"graph": "NG", "output": "normal_out", "type": "vector3"}}
+    t = translate(write(tmp_path, "gltf.mtlx", shader_document("gltf_pbr", inputs, graph)))
+    assert t.warnings == []
+    assert t.nodes["base_tex"] == {"type": "image", "file": str(tmp_path / "tex" / "albedo.jpg"), "color": True,
+                                   "repeat": 3}
+    assert t.nodes["base_tex_factor"] == {"type": "multiply", "a": "base_tex", "b": 0.5}
+    assert t.nodes["bumps_normal"] == {"type": "normal_map", "input": "bumps", "flip_y": True}
+    assert t.layers[0].params == {"albedo": Ref("base_tex_factor", 3), "normal": Ref("bumps_normal", 3)}
 
 
 def test_colorspace_decides_the_srgb_decoding(tmp_path):

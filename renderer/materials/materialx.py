@@ -441,6 +441,14 @@ def _image(r: _Reader, n) -> Value:
         offset = r.port(n, "uvoffset")
         if offset is not None and np.any(_array(offset) != 0):
             r.report(n.getNamePath(), "uvoffset dropped (neumat textures are not offset)")
+    if n.getCategory() in ("gltf_image", "gltf_normalmap"):  # glTF's texture transform
+        scale = r.port(n, "scale")
+        t = _array(scale) if scale is not None else np.ones(2)
+        tiling = (tiling[0] * t[0], tiling[1] * t[min(1, t.size - 1)])
+        for extra in ("offset", "rotate"):
+            v = r.port(n, extra)
+            if v is not None and np.any(_array(v) != 0):
+                r.report(n.getNamePath(), f"{extra} dropped (neumat textures are not offset or rotated)")
     for mode in ("uaddressmode", "vaddressmode"):
         v = r.port(n, mode)
         if isinstance(v, str) and v not in ("periodic", ""):
@@ -460,7 +468,13 @@ def _image(r: _Reader, n) -> Value:
             r.image_sizes.append(max(im.size))
     except Exception:
         pass  # EXR or unreadable: graph.py reads it and reports problems
-    return r.add(n.getName(), fields, width, n.getNamePath())
+    image = r.add(n.getName(), fields, width, n.getNamePath())
+    if n.getCategory() == "gltf_image":
+        return r.binary("multiply", image, r.port(n, "factor"), f"{n.getName()}_factor", n.getNamePath())
+    if n.getCategory() == "gltf_normalmap":
+        return r.add(f"{n.getName()}_normal", {"type": "normal_map", "input": image, "flip_y": True}, 3,
+                     n.getNamePath())
+    return image
 
 
 def _constant(r: _Reader, n) -> Value:
@@ -648,7 +662,8 @@ def _geometric(r: _Reader, n) -> Value:
 
 _NODE_HANDLERS: dict[str, Callable] = {
     "normal": _geometric, "tangent": _geometric, "bitangent": _geometric,
-    "image": _image, "tiledimage": _image, "constant": _constant, "mix": _mix,
+    "image": _image, "tiledimage": _image, "gltf_image": _image, "gltf_normalmap": _image,
+    "constant": _constant, "mix": _mix,
     "multiply": _arithmetic("multiply"), "add": _arithmetic("add"), "subtract": _arithmetic("subtract"),
     "divide": _arithmetic("divide"), "max": _arithmetic("max"), "min": _arithmetic("min"),
     "clamp": _clamp, "remap": _remap, "range": _range, "invert": _invert, "normalmap": _normalmap,
