@@ -165,3 +165,16 @@ def test_ctrl_c_of_a_cluster_batch_checkpoints_every_bake_and_exits_130(tmp_path
     assert sorted(p.name for p in out.iterdir()) == sorted(c.name for c in ckpts)  # no asset, no temporaries
     for c in ckpts:
         assert torch.load(c, weights_only=True)["trainer"]["step"] >= 250  # checkpoint_every's default
+
+
+@pytest.mark.slow
+def test_the_command_with_its_own_local_ray_instance(tmp_path):
+    """The issue's command, smaller: `--cluster local` starts (and stops) a Ray instance of its own."""
+    paths = materials(tmp_path, "tiny", "other")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "neumat", "bake", *map(str, paths), "--cluster", "local", "-o",
+                             str(out), "--iterations", "200", "--resolution", "16", "--batch-size", "2048",
+                             "--no-report"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "2 of 2 baked" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["other.neumat", "tiny.neumat"]

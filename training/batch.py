@@ -22,8 +22,8 @@ checkpoints and report. What a batch adds:
   written atomically). Either way `--resume` continues every unfinished bake.
 - Resume. In a batch, `resume=True` resumes the bakes that have a checkpoint and starts the others
   afresh (a batch interrupted half-way has both); a retried task always resumes.
-- Progress. Each bake reports its state, step, loss and ETA to a ProgressBoard (a Ray actor on a
-  cluster), which the driver draws as one line per material; serial bakes show bake()'s own bar.
+- Progress. Each Ray task reports its state, step, loss and ETA to a ProgressBoard (a Ray actor),
+  which the driver draws as one line per material; serial bakes show bake()'s own progress bar.
 """
 
 from __future__ import annotations
@@ -38,9 +38,12 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from renderer.errors import NeumatError
+
+if TYPE_CHECKING:
+    from training.bake import BakeSettings
 
 DONE, FAILED, INTERRUPTED, NOT_STARTED = "done", "failed", "interrupted", "not started"
 QUEUED, RUNNING = "queued", "running"
@@ -64,7 +67,7 @@ class BatchJob:
 class BatchOptions:
     """How every bake of a batch runs (bake()'s arguments besides the material and output)."""
 
-    settings: object = None  # training.bake.BakeSettings (default: its defaults)
+    settings: BakeSettings | None = None  # default: BakeSettings()
     resume: bool = False
     device: str | None = None
     torch_device: str | None = None
@@ -121,8 +124,8 @@ def plan_batch(materials: list[str | Path], output: str | Path | None) -> tuple[
 
 
 class ProgressBoard:
-    """What every bake of a batch last reported, by material name; on a cluster a Ray actor that
-    the tasks call and the driver reads."""
+    """What every bake of a batch last reported, by material name: a Ray actor that the tasks
+    call and the driver reads."""
 
     def __init__(self, names: list[str]) -> None:
         self.rows = {n: {"state": QUEUED, "attempt": 0, "node": "", "step": 0, "total": None, "loss": None,
@@ -148,20 +151,16 @@ class ProgressBoard:
 
 
 class _Board:
-    """Calls a ProgressBoard in this process or one that is a Ray actor, the same way."""
+    """Calls a ProgressBoard actor without waiting (a slow driver never slows a bake), unless asked."""
 
-    def __init__(self, board) -> None:
-        self.board = board
-        self.remote = not isinstance(board, ProgressBoard)
+    def __init__(self, actor) -> None:
+        self.actor = actor
 
     def __call__(self, method: str, *args, wait: bool = False):
-        if not self.remote:
-            return getattr(self.board, method)(*args)
-        ref = getattr(self.board, method).remote(*args)
-        if wait:
-            import ray
-            return ray.get(ref)
-        return None
+        import ray
+
+        ref = getattr(self.actor, method).remote(*args)
+        return ray.get(ref) if wait else None
 
 
 class _StepReporter:
@@ -189,6 +188,8 @@ class _StepReporter:
         if self.total is not None and step > self.first[1]:
             eta = (self.total - step) * (now - self.first[0]) / (step - self.first[1])
         self.board("update", self.name, step, self.total, self.loss, eta)
+        if step == self.total:
+            self.board("note", self.name, "training done: bake report, then the asset")
 
 
 def _kill_step(name: str) -> int | None:
@@ -252,9 +253,9 @@ def run_serial(jobs: list[BatchJob], options: BatchOptions, out: TextIO = sys.st
     return outcomes
 
 
-def connect(cluster: str, num_cpus: int | None = None) -> bool:
-    """Connects this process to Ray: `local` starts an instance on this machine (`num_cpus` of its
-    cores; default all), `auto` joins the cluster `ray start` made here, anything else is an address
+def connect(cluster: str) -> bool:
+    """Connects this process to Ray: `local` starts an instance on this machine (all its cores),
+    `auto` joins the cluster `ray start` made here, anything else is an address
     (ray://head:10001 through Ray Client, or head:6379). Returns whether it connected (False: this
     process was connected already, e.g. by a test). NeumatError without Ray or without a cluster."""
     try:
@@ -266,7 +267,7 @@ def connect(cluster: str, num_cpus: int | None = None) -> bool:
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}  # progress comes through the board
     try:
         if cluster == "local":
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+            ray.init(address="local", include_dashboard=False, **quiet)
         elif cluster.startswith("ray://"):
             ray.init(address=cluster, logging_level=logging.ERROR)
         else:
@@ -329,13 +330,12 @@ def run_on_ray(jobs: list[BatchJob], options: BatchOptions, cpus_per_bake: float
             forced = True
             for ref in pending:
                 ray.cancel(ref, force=True)
-            for ref in pending:
-                try:
-                    ray.wait([ref], timeout=10)
-                    collect(ref)
-                except (RayError, KeyboardInterrupt):
-                    job = refs[ref]
-                    outcomes[job.name] = Outcome(job.name, job.material, INTERRUPTED, error="killed")
+            ready, lost = ray.wait(pending, num_returns=len(pending), timeout=10)
+            for ref in ready:
+                collect(ref)
+            for ref in lost:
+                job = refs[ref]
+                outcomes[job.name] = Outcome(job.name, job.material, INTERRUPTED, error="killed by the second Ctrl-C")
     if printer is not None:
         printer.draw(ray.get(board.snapshot.remote()))
     return [outcomes[j.name] for j in jobs]
