@@ -1117,7 +1117,7 @@ def translate(ref: str | Path, material: str | None = None) -> Translation:
     files = sorted({path.resolve(), *(Path(uri).resolve() for uri in doc.getReferencedSourceUris())})
     return Translation(file=path, material=mat.getName(), shader=f"{category} '{shader.getName()}'",
                        resolution=_resolution(reader.image_sizes),
-                       nodes={k: v for k, v in reader.nodes.items() if k in used},
+                       nodes={k: reader.nodes[k] for k in used},
                        node_sources=reader.node_sources, layers=layers,
                        files=files + [p for p in reader.images], warnings=warnings)
 
@@ -1139,18 +1139,24 @@ def _clamp_constants(layers: list[LayerSpec], report: Callable[[str, str], None]
                 layer.params[param] = _value(clamped)
 
 
-def _used_nodes(nodes: dict[str, dict], layers: list[LayerSpec]) -> set[str]:
-    """Ids of the nodes the layers read, directly or through other nodes (folding leaves some unused)."""
-    pending = [v.id for layer in layers for v in layer.params.values() if isinstance(v, Ref)]
-    used: set[str] = set()
-    while pending:
-        nid = pending.pop()
-        if nid in used:
-            continue
-        used.add(nid)
-        pending += [v for k, v in nodes[nid].items() if k != "type" and isinstance(v, str) and v in nodes
-                    and k in ("a", "b", "factor", "input")]
-    return used
+def _used_nodes(nodes: dict[str, dict], layers: list[LayerSpec]) -> list[str]:
+    """Ids of the nodes the layers read, directly or through other nodes (folding leaves some
+    unused), each after its inputs, in the order the layers' parameters first need them."""
+    order: list[str] = []
+
+    def visit(nid: str) -> None:
+        if nid in order:
+            return
+        for key in ("a", "b", "factor", "input"):
+            if isinstance(nodes[nid].get(key), str) and nodes[nid][key] in nodes:
+                visit(nodes[nid][key])
+        order.append(nid)
+
+    for layer in layers:
+        for v in layer.params.values():
+            if isinstance(v, Ref):
+                visit(v.id)
+    return order
 
 
 _reported: set[str] = set()
