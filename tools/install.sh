@@ -66,7 +66,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # Linux wheel (CUDA included, several GB) comes, which also runs on the CPU.
   .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -m pip install -q -e '.[test,cluster]' 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c "import torch, slangpy, neumat, ray" || { echo "install: the Python packages did not install" >&2; exit 1; }
+  .venv/bin/python -c "import torch, slangpy, neumat, ray, MaterialX" || { echo "install: the Python packages did not install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
 say "ready: $(.venv/bin/python -c 'import slangpy, torch; print(f"slangpy {slangpy.__version__}, torch {torch.__version__}")')"
