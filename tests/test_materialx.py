@@ -153,9 +153,14 @@ def test_each_mapping_row_is_the_lobe_it_should_become(row, device, tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_a_white_default_openpbr_surface_passes_the_furnace_test(device, tmp_path):
-    """Base colour 1, everything else default: the stack reflects at most what arrives."""
-    path = write(tmp_path, "white.mtlx", shader_document("open_pbr_surface", {"base_color": (1.0, 1.0, 1.0)}))
+@pytest.mark.parametrize("inputs, least", [
+    ({"base_color": (1.0, 1.0, 1.0)}, 0.85),  # the default surface, white: a clear dielectric over white diffuse
+    ({"base_color": (1.0, 1.0, 1.0), "base_metalness": 0.5, "coat_weight": 1.0, "fuzz_weight": 1.0}, 0.8),  # 5 layers
+])
+def test_a_white_openpbr_surface_passes_the_furnace_test(inputs, least, device, tmp_path):
+    """White and otherwise default: the stack reflects at most what arrives, and loses little
+    (measured 0.89-0.95 at 20000 samples)."""
+    path = write(tmp_path, "white.mtlx", shader_document("open_pbr_surface", inputs))
     material = _reference(device, load_material(path))
     n = 20000
     for cos in (1.0, 0.5, 0.1):
@@ -164,7 +169,7 @@ def test_a_white_default_openpbr_surface_passes_the_furnace_test(device, tmp_pat
         mean = weight.mean(axis=0)
         noise = 4 * weight.std(axis=0) / math.sqrt(n)
         assert np.all(mean <= 1 + noise + 1e-3), (cos, mean, noise)
-        assert np.all(mean >= 0.85), (cos, mean)  # a white diffuse under a clear dielectric loses little
+        assert np.all(mean >= least), (cos, mean)
 
 
 def test_dropped_inputs_warn_once_each_and_strict_fails(tmp_path):
