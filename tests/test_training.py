@@ -13,7 +13,8 @@ from renderer.materials.layout import StackLayout
 from training import data
 from training.networks import EVALUATOR_SIZES
 from training.trainer import LOSSES, TrainConfig, Trainer, cosine_lr, log_l1, relative_l2
-from training.watchdog import LR_BACKOFF, SKILL_FLOOR, TrainingFailed, Watchdog, skill
+from training.losses import loss_skill
+from training.watchdog import LR_BACKOFF, SKILL_FLOOR, TrainingFailed, Watchdog
 
 
 def _checker_reference(device, resolution: int = 8) -> ref.ReferenceMaterial:
@@ -290,12 +291,13 @@ def test_relative_l2_is_minimised_by_the_mean_of_noisy_targets():
         assert (pred.grad.sum().item() > 1e-6) - (pred.grad.sum().item() < -1e-6) == sign
 
 
-def test_skill_is_not_positive_for_constants():
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_skill_is_not_positive_for_constants(name):
     g = torch.Generator().manual_seed(0)
     t = torch.rand(4096, 3, generator=g) ** 8  # heavy tailed, mostly dark
-    for c in (0.0, 1e-3, float(t.median()), 1.0):
-        assert skill(torch.full_like(t, c), t).item() <= 1e-6
-    assert skill(t, t).item() == pytest.approx(1.0)
+    for c in (0.0, 1e-3, float(t.median()), float(t.mean()), 1.0):
+        assert loss_skill(name, torch.full_like(t, c), t).item() <= 1e-6
+    assert loss_skill(name, t, t).item() == pytest.approx(1.0)
 
 
 def test_output_starts_at_the_median_target(checker):

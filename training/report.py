@@ -36,7 +36,7 @@ from renderer.materials.graph import Material
 from renderer.neural_asset import MANIFEST_NAME
 from training.export import asset_sizes, dumps_json, to_json
 from training.model import NeuralMaterial
-from training.watchdog import skill
+from training.losses import loss_skill
 
 REPORT_FORMAT_VERSION = 1
 
@@ -98,11 +98,11 @@ def error_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     rel_l1 = |y - t| / (|t| + 0.01); log_l1 = |log(1 + y) - log(1 + t)|;
     rel_mse = (y - t)^2 / (t^2 + 0.01); skill = 1 - logL1(y) / logL1(best constant) with
     logL1 = |log(y + 0.01) - log(t + 0.01)| and the per-channel median of t as the best constant
-    (training/watchdog.py): 1 is perfect, a zero or any constant prediction scores <= 0."""
+    (training/losses.py): 1 is perfect, a zero or any constant prediction scores <= 0."""
     y = np.asarray(pred, np.float64)
     t = np.asarray(target, np.float64)
     d = y - t
-    return {"skill": float(skill(torch.from_numpy(y), torch.from_numpy(t))) if len(t) else float("nan"),
+    return {"skill": float(loss_skill("log_l1", torch.from_numpy(y), torch.from_numpy(t))) if len(t) else float("nan"),
             "rel_l1": float(np.mean(np.abs(d) / (np.abs(t) + RELATIVE_EPS))),
             "log_l1": float(np.mean(np.abs(np.log1p(np.maximum(y, 0)) - np.log1p(np.maximum(t, 0))))),
             "rel_mse": float(np.mean(d * d / (t * t + RELATIVE_EPS))),

@@ -75,9 +75,9 @@ from renderer.materials.reference import ReferenceMaterial
 from training.data import Batch, BatchSource, DataConfig, Prefetcher
 from training.model import NeuralMaterial, NeuralMaterialConfig
 from training.networks import EVALUATOR_SIZES, Evaluator
-from training.watchdog import Watchdog, skill
+from training.losses import LOG_EPS, LOSSES, log_l1, loss_skill, power_l1, relative_l2  # noqa: F401 (re-exported)
+from training.watchdog import Watchdog
 
-LOG_EPS = 0.01
 LUMINANCE = (0.2126, 0.7152, 0.0722)
 VALIDATION_STEP = 1 << 40  # batch numbers from here on are never used for training
 CHECKPOINT_FORMAT = 2  # 2: only tensors and plain values, loadable with torch.load(weights_only=True)
@@ -144,24 +144,6 @@ def cosine_lr(t: float, start: float, end: float) -> float:
     return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * t))
 
 
-def log_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The evaluator loss: mean |log(pred + eps) - log(target + eps)|."""
-    return (torch.log(pred + LOG_EPS) - torch.log(target + LOG_EPS)).abs().mean()
-
-
-def power_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Bitterli et al. 2026's power-mapped L1: mean |M(pred) - M(target)|, M(x) = 3 (x^(1/3) - 1).
-    (The clamp keeps pow's gradient finite where exp underflowed to 0.)"""
-    return 3.0 * (pred.clamp_min(1e-30).pow(1 / 3) - target.clamp_min(0).pow(1 / 3)).abs().mean()
-
-
-def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """mean (pred - target)^2 / (sg(pred) + eps)^2: the scale comes from the (detached) prediction,
-    never from the noisy target sample, so the minimiser is the targets' mean (unbiased)."""
-    return ((pred - target) ** 2 / (pred.detach() + LOG_EPS) ** 2).mean()
-
-
-LOSSES = {"log_l1": log_l1, "power_l1": power_l1, "rel_l2": relative_l2}
 
 
 def luminance(rgb: torch.Tensor) -> torch.Tensor:
@@ -241,8 +223,10 @@ class Trainer:
             if self.in_encoder_phase and name.startswith("latents."):
                 continue
             groups.setdefault(self._lr_scale(name), []).append(p)
+        # fused: one kernel per step instead of a dozen ops per parameter tensor; a fine-tuning step
+        # at 256 x 256 took 69-91 ms instead of 90-112 ms on the shared 2 cores (3 interleaved runs).
         return torch.optim.Adam([{"params": ps, "lr_scale": k} for k, ps in groups.items()],
-                                lr=self.config.lr_start, betas=(0.9, 0.999), eps=1e-7)
+                                lr=self.config.lr_start, betas=(0.9, 0.999), eps=1e-7, fused=True)
 
     # --- phases -------------------------------------------------------------------------------
 
@@ -304,7 +288,7 @@ class Trainer:
         self.step += 1
         f = f.detach()
         return {"step": self.step, "loss": loss_eval.item(), "sampler_loss": loss_sampler.item(), "lr": lr,
-                "skill": skill(f, batch.target).item(), "mean_prediction": f.mean().item(),
+                "skill": loss_skill(self.config.loss, f, batch.target).item(), "mean_prediction": f.mean().item(),
                 "mean_target": batch.target.mean().item()}
 
     def _dead_unit_inputs(self) -> torch.Tensor:
@@ -378,7 +362,7 @@ class Trainer:
         above = batch.wo[:, 2] > 0
         rel = ((f - batch.target).abs().sum(-1) / (batch.target.sum(-1) + 3 * LOG_EPS))[above].mean()
         return {"log_l1": log_l1(f, batch.target).item(), "relative_error": rel.item(),
-                "skill": skill(f, batch.target).item()}
+                "skill": loss_skill("log_l1", f, batch.target).item()}
 
     # --- checkpoints --------------------------------------------------------------------------
 

@@ -7,12 +7,11 @@ prediction f is f / (f + 0.01) times the loss's sign: far below 0.01 it vanishes
 second moment remembers the large early gradients, cannot climb back out (docs/baking.md,
 "Robust training").
 
-What it watches, per training step, on the batch just trained: the skill of the prediction,
-1 - logL1(model) / logL1(best constant), where logL1 = mean |log(y + 0.01) - log(t + 0.01)| and
-the best constant is the per-channel median of the batch's targets (the constant that minimises
-log-L1). A zero or constant prediction has skill <= 0 whatever the material; a model that learned
-anything, even only the dark region below the horizon, is above SKILL_FLOOR within 50 steps
-(measured at step 50, 32 x 32: dark_lacquer 0.19-0.20, amber_veneer 0.39; the collapsed evaluator
+What it watches, per training step, on the batch just trained: the skill of the prediction under
+the bake's own loss, 1 - loss(model) / loss(best constant) (training/losses.py). A zero or constant
+prediction has skill <= 0 whatever the material; a model that learned anything, even only the dark
+region below the horizon, is above SKILL_FLOOR within 50 steps (log-L1 bakes measured at step 50,
+32 x 32: dark_lacquer 0.19-0.20, amber_veneer 0.39, white_satin 0.57-0.58; the collapsed evaluator
 of issue 14: -0.19). Every `every` steps it also records the prediction's mean against the targets'
 mean and the fraction of dead hidden units (no positive activation over the batch) of each
 evaluator layer.
@@ -35,7 +34,6 @@ import torch
 
 from renderer.errors import NeumatError
 
-LOG_EPS = 0.01  # the offset of the log-L1 measure (the same as the training loss's)
 SKILL_FLOOR = 0.05
 CHECK_EVERY = 10
 GRACE_STEPS = 50  # steps of each run before the first judgement (the model starts as a constant)
@@ -46,14 +44,6 @@ MAX_RECOVERIES = 3
 
 class TrainingFailed(NeumatError):
     """Training collapsed or diverged, and restarts with lower learning rates did not help."""
-
-
-def skill(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - logL1(pred) / logL1(per-channel median of target): <= 0 for any constant prediction."""
-    lt = torch.log(target.clamp_min(0) + LOG_EPS)
-    err_model = (torch.log(pred.clamp_min(0) + LOG_EPS) - lt).abs().mean()
-    err_const = (lt - lt.median(0).values).abs().mean()
-    return 1.0 - err_model / err_const.clamp_min(1e-12)
 
 
 @torch.no_grad()
