@@ -412,9 +412,13 @@ def summary_table(outcomes: list[Outcome]) -> str:
         state = o.state if o.attempts <= 1 else f"{o.state} ({o.attempts} attempts)"
         if o.state == DONE and o.resumed_from:
             state += f", resumed at {o.resumed_from}"
+        if o.state == INTERRUPTED and o.steps:
+            state += f", checkpoint at {o.steps}"
         rows.append([o.name, state, o.node or "-", _duration(o.seconds), held, flips, str(o.asset or "-")])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
     lines = [fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows)]
     errors = [f"{o.name}: {o.error}" for o in outcomes if o.state == FAILED]
     done = sum(o.state == DONE for o in outcomes)
