@@ -10,7 +10,7 @@ import pytest
 from renderer.errors import NeumatError
 from training import trainer as trainer_mod
 from training.bake import BakeSettings, bake
-from training.watchdog import SKILL_FLOOR, TrainingFailed, Watchdog
+from training.watchdog import TrainingFailed, Watchdog
 
 STRESS = Path(__file__).parent / "materials"
 
@@ -20,14 +20,14 @@ STRESS = Path(__file__).parent / "materials"
 def test_dark_lacquer_bakes_without_collapse(tmp_path, seed):
     """With the old defaults (output starting at exp(-3)) this material collapsed to a zero
     evaluator within 20 steps on 3 of 3 seeds. Now: no watchdog restore, and the held-out skill is
-    above SKILL_FLOOR: any constant, and so any collapsed evaluator, scores <= 0 by construction;
+    above 0.05: any constant, and so any collapsed evaluator, scores <= 0 by construction;
     these settings measured 0.152 and 0.163 (seeds 0, 1); the narrow peak itself is not learned in
     150 steps, which this test does not ask for."""
     settings = BakeSettings(iterations=150, resolution=32, batch_size=8192, heldout_queries=8192, seed=seed)
     result = bake(STRESS / "dark_lacquer.toml", tmp_path, settings, progress=False)
     assert result.training["watchdog"]["recoveries"] == []
     m = result.report["metrics"]
-    assert m["heldout_skill"] > SKILL_FLOOR, m
+    assert m["heldout_skill"] > 0.05, m
 
 
 def test_stress_materials_load():

@@ -13,8 +13,8 @@ from renderer.materials.layout import StackLayout
 from training import data
 from training.networks import EVALUATOR_SIZES
 from training.trainer import LOSSES, TrainConfig, Trainer, cosine_lr, log_l1, relative_l2
-from training.losses import loss_skill
-from training.watchdog import LR_BACKOFF, SKILL_FLOOR, TrainingFailed, Watchdog
+from training.losses import log_correlation, skill
+from training.watchdog import CORRELATION_FLOOR, LR_BACKOFF, TrainingFailed, Watchdog
 
 
 def _checker_reference(device, resolution: int = 8) -> ref.ReferenceMaterial:
@@ -291,13 +291,15 @@ def test_relative_l2_is_minimised_by_the_mean_of_noisy_targets():
         assert (pred.grad.sum().item() > 1e-6) - (pred.grad.sum().item() < -1e-6) == sign
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_skill_is_not_positive_for_constants(name):
+def test_scores_of_constants():
+    """A zero or constant prediction cannot pass either score, however the targets are spread."""
     g = torch.Generator().manual_seed(0)
     t = torch.rand(4096, 3, generator=g) ** 8  # heavy tailed, mostly dark
-    for c in (0.0, 1e-3, float(t.median()), float(t.mean()), 1.0):
-        assert loss_skill(name, torch.full_like(t, c), t).item() <= 1e-6
-    assert loss_skill(name, t, t).item() == pytest.approx(1.0)
+    for c in (0.0, 1e-30, 1e-3, float(t.median()), float(t.mean()), 1.0):
+        y = torch.full_like(t, c)
+        assert skill(y, t).item() <= 1e-6 and log_correlation(y, t).item() == 0
+    assert skill(t, t).item() == pytest.approx(1.0) and log_correlation(t, t).item() == pytest.approx(1.0)
+    assert log_correlation(3 * t, t).item() > 0.95  # too bright, but it follows the targets
 
 
 def test_output_starts_at_the_median_target(checker):
@@ -319,7 +321,7 @@ def test_watchdog_restores_a_collapsed_evaluator_with_a_lower_rate(checker):
     t = Trainer(cfg, checker)
     t.watchdog = Watchdog(every=2, grace=2, bad_checks=2, max_recoveries=1)
     t.run(until=6)
-    assert not t.watchdog.recoveries and t.watchdog.checks[-1]["skill"] > SKILL_FLOOR
+    assert not t.watchdog.recoveries and t.watchdog.checks[-1]["correlation"] > CORRELATION_FLOOR
     with torch.no_grad():
         t.model.evaluator.mlp.layers[-1].bias -= 100.0
     records = []
@@ -328,7 +330,7 @@ def test_watchdog_restores_a_collapsed_evaluator_with_a_lower_rate(checker):
     assert "collapsed" in t.watchdog.recoveries[0]["reason"]
     assert t.watchdog.lr_factor == pytest.approx(LR_BACKOFF) and t.step == 12
     assert records[-1]["lr"] == pytest.approx(t.lr_at(11) * LR_BACKOFF)
-    assert records[-1]["skill"] > SKILL_FLOOR  # recovered
+    assert records[-1]["correlation"] > CORRELATION_FLOOR  # recovered
     with torch.no_grad():
         t.model.evaluator.mlp.layers[-1].bias -= 100.0
     with pytest.raises(TrainingFailed, match="collapsed.*no asset"):

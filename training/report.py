@@ -36,7 +36,7 @@ from renderer.materials.graph import Material
 from renderer.neural_asset import MANIFEST_NAME
 from training.export import asset_sizes, dumps_json, to_json
 from training.model import NeuralMaterial
-from training.losses import loss_skill
+from training.losses import skill
 
 REPORT_FORMAT_VERSION = 1
 
@@ -102,7 +102,7 @@ def error_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     y = np.asarray(pred, np.float64)
     t = np.asarray(target, np.float64)
     d = y - t
-    return {"skill": float(loss_skill("log_l1", torch.from_numpy(y), torch.from_numpy(t))) if len(t) else float("nan"),
+    return {"skill": float(skill(torch.from_numpy(y), torch.from_numpy(t))) if len(t) else float("nan"),
             "rel_l1": float(np.mean(np.abs(d) / (np.abs(t) + RELATIVE_EPS))),
             "log_l1": float(np.mean(np.abs(np.log1p(np.maximum(y, 0)) - np.log1p(np.maximum(t, 0))))),
             "rel_mse": float(np.mean(d * d / (t * t + RELATIVE_EPS))),

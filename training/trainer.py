@@ -75,7 +75,7 @@ from renderer.materials.reference import ReferenceMaterial
 from training.data import Batch, BatchSource, DataConfig, Prefetcher
 from training.model import NeuralMaterial, NeuralMaterialConfig
 from training.networks import EVALUATOR_SIZES, Evaluator
-from training.losses import LOG_EPS, LOSSES, log_l1, loss_skill, power_l1, relative_l2  # noqa: F401 (re-exported)
+from training.losses import LOG_EPS, LOSSES, log_correlation, log_l1, power_l1, relative_l2, skill  # noqa: F401
 from training.watchdog import Watchdog
 
 LUMINANCE = (0.2126, 0.7152, 0.0722)
@@ -288,7 +288,7 @@ class Trainer:
         self.step += 1
         f = f.detach()
         return {"step": self.step, "loss": loss_eval.item(), "sampler_loss": loss_sampler.item(), "lr": lr,
-                "skill": loss_skill(self.config.loss, f, batch.target).item(), "mean_prediction": f.mean().item(),
+                "correlation": log_correlation(f, batch.target).item(), "mean_prediction": f.mean().item(),
                 "mean_target": batch.target.mean().item()}
 
     def _dead_unit_inputs(self) -> torch.Tensor:
@@ -322,7 +322,7 @@ class Trainer:
                     self.timing["wait_s"] += record["wait_s"]
                     record["phase"] = self.phase_of(self.step - 1)
                     if record["step"] % log_every == 0 or record["step"] == until:
-                        self.history.append({k: record[k] for k in ("step", "loss", "sampler_loss", "lr", "skill")})
+                        self.history.append({k: record[k] for k in ("step", "loss", "sampler_loss", "lr", "correlation")})
                     if self.watchdog.observe(self, record, self._dead_unit_inputs):
                         break  # restored an earlier step: draw its batches again
                     if callback is not None:
@@ -362,7 +362,7 @@ class Trainer:
         above = batch.wo[:, 2] > 0
         rel = ((f - batch.target).abs().sum(-1) / (batch.target.sum(-1) + 3 * LOG_EPS))[above].mean()
         return {"log_l1": log_l1(f, batch.target).item(), "relative_error": rel.item(),
-                "skill": loss_skill("log_l1", f, batch.target).item()}
+                "skill": skill(f, batch.target).item()}
 
     # --- checkpoints --------------------------------------------------------------------------
 

@@ -7,17 +7,16 @@ prediction f is f / (f + 0.01) times the loss's sign: far below 0.01 it vanishes
 second moment remembers the large early gradients, cannot climb back out (docs/baking.md,
 "Robust training").
 
-What it watches, per training step, on the batch just trained: the skill of the prediction under
-the bake's own loss, 1 - loss(model) / loss(best constant) (training/losses.py). A zero or constant
-prediction has skill <= 0 whatever the material; a model that learned anything, even only the dark
-region below the horizon, is above SKILL_FLOOR within 50 steps (log-L1 bakes measured at step 50,
-32 x 32: dark_lacquer 0.19-0.20, amber_veneer 0.39, white_satin 0.57-0.58; the collapsed evaluator
-of issue 14: -0.19). Every `every` steps it also records the prediction's mean against the targets'
-mean and the fraction of dead hidden units (no positive activation over the batch) of each
-evaluator layer.
+What it watches, per training step, on the batch just trained: the correlation of prediction and
+target in log space (training/losses.py, log_correlation), which a zero or constant prediction,
+and so a collapsed evaluator (every prediction far below 0.01), scores 0, whatever the material and
+the loss; a model that learned anything, even only the dark region below the horizon, scores well
+above CORRELATION_FLOOR within 50 steps (measured in docs/baking.md, "Robust training"). Every
+`every` steps it also records the prediction's mean against the targets' mean and the fraction of
+dead hidden units (no positive activation over the batch) of each evaluator layer.
 
-What it does. After `grace` steps, `bad_checks` consecutive checks with mean skill below
-SKILL_FLOOR are a collapse; a non-finite loss or parameter is a divergence, caught at once. Either
+What it does. After `grace` steps, `bad_checks` consecutive checks with mean correlation below
+CORRELATION_FLOOR are a collapse; a non-finite loss or parameter is a divergence, caught at once. Either
 restores the last healthy snapshot (taken in memory at each healthy check and at the start of each
 phase) and multiplies the learning rate by LR_BACKOFF; after MAX_RECOVERIES restores it raises
 TrainingFailed (a NeumatError: `neumat bake` exits 2 and writes no asset).
@@ -34,7 +33,7 @@ import torch
 
 from renderer.errors import NeumatError
 
-SKILL_FLOOR = 0.05
+CORRELATION_FLOOR = 0.1
 CHECK_EVERY = 10
 GRACE_STEPS = 50  # steps of each run before the first judgement (the model starts as a constant)
 BAD_CHECKS = 3
@@ -71,12 +70,12 @@ class Watchdog:
     every: int = CHECK_EVERY
     grace: int = GRACE_STEPS
     bad_checks: int = BAD_CHECKS
-    skill_floor: float = SKILL_FLOOR
+    floor: float = CORRELATION_FLOOR
     max_recoveries: int = MAX_RECOVERIES
     lr_factor: float = 1.0  # the learning-rate multiplier after restores
     recoveries: list[dict] = field(default_factory=list)
     checks: list[dict] = field(default_factory=list)  # one record per check
-    _skills: list[float] = field(default_factory=list)
+    _scores: list[float] = field(default_factory=list)
     _means: list[tuple[float, float]] = field(default_factory=list)
     _bad: int = 0
     _snapshot: dict | None = None
@@ -86,7 +85,7 @@ class Watchdog:
         """A new run or phase: snapshot the trainer as the fallback, restart the grace period."""
         self._snapshot = self._take(trainer)
         self._start = trainer.step
-        self._skills.clear()
+        self._scores.clear()
         self._means.clear()
         self._bad = 0
 
@@ -101,25 +100,25 @@ class Watchdog:
         return self._snapshot is None or self._snapshot["encoder"] != trainer.in_encoder_phase
 
     def observe(self, trainer, record: dict, dead_inputs) -> bool:
-        """After a step (trainer.step already counts it; `record` has its loss, skill and means).
+        """After a step (trainer.step already counts it; `record` has its loss, correlation and means).
         Returns True when it restored a snapshot: the caller must restart its batches at trainer.step."""
         if not math.isfinite(record["loss"]):
             return self._recover(trainer, f"training diverged at step {trainer.step} (loss {record['loss']})")
-        self._skills.append(record["skill"])
+        self._scores.append(record["correlation"])
         self._means.append((record["mean_prediction"], record["mean_target"]))
         if trainer.step % self.every:
             return False
-        s = sum(self._skills) / len(self._skills)
+        s = sum(self._scores) / len(self._scores)
         p = sum(m[0] for m in self._means) / len(self._means)
         t = sum(m[1] for m in self._means) / len(self._means)
-        self._skills.clear()
+        self._scores.clear()
         self._means.clear()
-        record = {"step": trainer.step, "skill": s, "mean_prediction": p, "mean_target": t,
+        record = {"step": trainer.step, "correlation": s, "mean_prediction": p, "mean_target": t,
                   "dead_units": dead_fractions(trainer.model.evaluator, dead_inputs())}
         self.checks.append(record)
         if trainer.step - self._start < self.grace:
             return False
-        if s >= self.skill_floor:
+        if s >= self.floor:
             self._bad = 0
             self._snapshot = self._take(trainer)
             return False
@@ -127,8 +126,8 @@ class Watchdog:
         if self._bad < self.bad_checks:
             return False
         dead = ", ".join(f"{d:.0%}" for d in record["dead_units"])
-        return self._recover(trainer, f"training collapsed at step {trainer.step}: the evaluator predicts no better "
-                                      f"than a constant (skill {s:.3f} < {self.skill_floor} for "
+        return self._recover(trainer, f"training collapsed at step {trainer.step}: its predictions no longer follow "
+                                      f"the targets (log-space correlation {s:.3f} < {self.floor} for "
                                       f"{self.bad_checks * self.every} steps; mean prediction {p:.3g}, mean target "
                                       f"{t:.3g}; dead hidden units {dead})")
 
@@ -145,7 +144,7 @@ class Watchdog:
         self.recoveries.append({"reason": reason, "restored_step": snap["step"], "lr_factor": self.lr_factor})
         _log(f"watchdog: {reason}; restarting from step {snap['step']} with the learning rate "
              f"x{self.lr_factor:.3g}")
-        self._skills.clear()
+        self._scores.clear()
         self._means.clear()
         self._bad = 0
         self._start = trainer.step
