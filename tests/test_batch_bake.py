@@ -4,6 +4,7 @@ worker's bake is retried and resumes from its checkpoint, a bad material fails a
 resumable checkpoints. One local Ray instance with two CPUs serves the module (Ray takes seconds
 to start); the tests without Ray come first and run without it."""
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -87,6 +88,11 @@ def test_batch_options_are_checked_before_any_bake(tmp_path, capsys, monkeypatch
     assert "need --cluster" in capsys.readouterr().err
     assert main([*base, "--network", "9x9"]) == 2
     assert "unknown network size" in capsys.readouterr().err
+    if importlib.util.find_spec("ray") is not None:
+        assert main([*base, "--cluster", "127.0.0.1:1"]) == 2  # Ray alone would retry for minutes
+        assert "--cluster 127.0.0.1:1: nothing answers at 127.0.0.1:1" in capsys.readouterr().err
+        assert main([*base, "--cluster", "nonsense"]) == 2
+        assert "not local, auto, HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the cluster extra were not installed
     assert main([*base, "--cluster", "local"]) == 2
     assert "pip install 'neumat[cluster]'" in capsys.readouterr().err

@@ -253,6 +253,19 @@ def run_serial(jobs: list[BatchJob], options: BatchOptions, out: TextIO = sys.st
     return outcomes
 
 
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Something listens at a cluster's HOST:PORT: Ray itself retries an address where nothing
+    answers for minutes, printing warnings."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise NeumatError(f"--cluster {address}: not local, auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise NeumatError(f"--cluster {address}: nothing answers at {host}:{port} ({e.strerror or e}); start the "
+                          "cluster with `ray start --head` there (docs/cluster.md) or use --cluster local") from None
+
+
 def connect(cluster: str) -> bool:
     """Connects this process to Ray: `local` starts an instance on this machine (all its cores),
     `auto` joins the cluster `ray start` made here, anything else is an address
@@ -264,6 +277,8 @@ def connect(cluster: str) -> bool:
         raise NeumatError(f"--cluster needs Ray, an optional extra: {INSTALL_HINT}") from None
     if ray.is_initialized():
         return False
+    if cluster not in ("local", "auto"):
+        _check_reachable(cluster)
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}  # progress comes through the board
     try:
         if cluster == "local":
