@@ -289,8 +289,9 @@ def connect(cluster: str) -> bool:
             ray.init(address=cluster, **quiet)
     except (ConnectionError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise NeumatError(f"--cluster {cluster}: cannot connect to Ray ({first}); start a cluster with "
-                          "`ray start --head` (docs/cluster.md) or use --cluster local") from None
+        auth = ("; clusters of Ray 2.60 authenticate by token: set RAY_AUTH_MODE=token and give this "
+                "machine the head node's ~/.ray/auth_token" if not os.environ.get("RAY_AUTH_MODE") else "")
+        raise NeumatError(f"--cluster {cluster}: cannot connect to Ray ({first}){auth}; docs/cluster.md") from None
     return True
 
 
