@@ -582,7 +582,7 @@ def test_glossy_coat_reflection_is_sampled_at_least_half_the_time(device):
 def test_stratified_walks_beat_plain_walks_on_a_partial_layer(device):
     """A flake layer present half the time under a coat: the walks of one eval() stratify its presence
     (and their first lobe samples), so 16 default walks are clearly less noisy than 16 plain ones
-    (measured 1.8-2.0x over three seeds; Latin hypercube sampling is never much worse than plain)."""
+    (measured 1.8-1.9x over four seeds; Latin hypercube sampling is never much worse than plain)."""
     material = stack(device, "flakes_and_coat_over_diffuse", {(1, "weight"): 0.5})
     wi, wo, n = direction(0.5), direction(0.8, 2.5), 4000
     args = (material, np.zeros((n, 2)), repeated(wi, n), repeated(wo, n), 0.0)
