@@ -12,8 +12,8 @@ from renderer.materials import reference as ref
 from renderer.materials.layout import StackLayout
 from training import data
 from training.networks import EVALUATOR_SIZES
-from training.trainer import LOSSES, TrainConfig, Trainer, cosine_lr, log_l1, relative_l2
-from training.losses import log_correlation, skill
+from training.losses import LOSSES, log_correlation, log_l1, relative_l2, skill
+from training.trainer import TrainConfig, Trainer, cosine_lr
 from training.watchdog import CORRELATION_FLOOR, LR_BACKOFF, TrainingFailed, Watchdog
 
 

@@ -29,18 +29,18 @@ def power_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """mean (pred - target)^2 / (sg(pred) + eps)^2: the scale comes from the (detached) prediction,
-    never from the noisy target sample, so the minimiser is the targets' mean (unbiased)."""
+    never from the noisy target sample, so training converges to the targets' mean (unbiased)."""
     return ((pred - target) ** 2 / (pred.detach() + LOG_EPS) ** 2).mean()
 
 
 LOSSES = {"log_l1": log_l1, "power_l1": power_l1, "rel_l2": relative_l2}
 
+
 def skill(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - logL1(pred) / logL1(per-channel median of target): <= 0 for any constant prediction."""
-    lt = torch.log(target.clamp_min(0) + LOG_EPS)
-    err_model = (torch.log(pred.clamp_min(0) + LOG_EPS) - lt).abs().mean()
-    err_const = (lt - lt.median(0).values).abs().mean()
-    return 1.0 - err_model / err_const.clamp_min(1e-12)
+    t = target.clamp_min(0)
+    err_const = log_l1(t.median(0).values.expand_as(t), t)
+    return 1.0 - log_l1(pred.clamp_min(0), t) / err_const.clamp_min(1e-12)
 
 
 def log_correlation(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

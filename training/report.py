@@ -436,8 +436,8 @@ def report_markdown(report: dict) -> str:
     for key, label in (("all", "all"), ("level0", "level 0"), ("coarse", "levels >= 1")):
         if key in h:
             e = h[key]
-            lines.append(f"| {label} | {e['count']} | {_fmt(e['skill'], 3)} | {_fmt(e['rel_l1'])} | {_fmt(e['log_l1'])} | "
-                         f"{_fmt(e['rel_mse'])} | {_fmt(e['reference_noise']['rel_l1'])} |")
+            lines.append(f"| {label} | {e['count']} | {_fmt(e['skill'], 3)} | {_fmt(e['rel_l1'])} | "
+                         f"{_fmt(e['log_l1'])} | {_fmt(e['rel_mse'])} | {_fmt(e['reference_noise']['rel_l1'])} |")
     s = report["sizes"]
     lines += ["", "## Sizes", "",
               f"- runtime (fp16): weights {_kib(s['weights_fp16_bytes'])}, latents {_kib(s['latents_fp16_bytes'])}",

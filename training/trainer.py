@@ -47,8 +47,8 @@ evaluator's exp(x - 3) = 0.05 lies above almost every target of a dark material;
 far below LOG_EPS, where the log loss's gradient f / (f + eps) vanishes, and it never came back:
 on tests/materials/dark_lacquer every one of 3 seeds collapsed to a zero evaluator within 20 steps,
 with the first layer's 10x rate or without it (so not the rate multiplier; dead ReLUs were 40-65 %,
-as many as in healthy runs), with a 100-step linear warm-up of the rate on 2 of 3; starting at the median, 0 of 3.
-training/watchdog.py catches what is left.
+as many as in healthy runs), with a 100-step linear warm-up of the rate on 2 of 3; starting at the
+median, 0 of 3. training/watchdog.py catches what is left.
 
 Losses (`loss`): log_l1 (above, the default), power_l1 (Bitterli et al. 2026's M(x) = 3 (x^(1/3) - 1)
 on f * cos) and rel_l2 (relative L2 with the detached prediction as the scale: unbiased under noisy
@@ -75,11 +75,12 @@ from renderer.materials.reference import ReferenceMaterial
 from training.data import Batch, BatchSource, DataConfig, Prefetcher
 from training.model import NeuralMaterial, NeuralMaterialConfig
 from training.networks import EVALUATOR_SIZES, Evaluator
-from training.losses import LOG_EPS, LOSSES, log_correlation, log_l1, power_l1, relative_l2, skill  # noqa: F401
+from training.losses import LOG_EPS, LOSSES, log_correlation, log_l1, skill
 from training.watchdog import Watchdog
 
 LUMINANCE = (0.2126, 0.7152, 0.0722)
 VALIDATION_STEP = 1 << 40  # batch numbers from here on are never used for training
+HISTORY_KEYS = ("step", "loss", "sampler_loss", "lr", "correlation")  # of a step's record, kept every log_every
 CHECKPOINT_FORMAT = 2  # 2: only tensors and plain values, loadable with torch.load(weights_only=True)
 
 
@@ -246,13 +247,16 @@ class Trainer:
 
     # --- one step -----------------------------------------------------------------------------
 
+    def _latent(self, batch: Batch) -> torch.Tensor:
+        """The batch's latents: from the encoder in phase 1, else looked up in the pyramid."""
+        if self.in_encoder_phase:
+            return self.model.encode(batch.params)
+        return self.model.latents.sample_level(batch.uv, batch.level)
+
     def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(evaluator loss, sampler loss, the evaluator's prediction [N, 3])."""
         m = self.model
-        if self.in_encoder_phase:
-            latent = m.encode(batch.params)
-        else:
-            latent = m.latents.sample_level(batch.uv, batch.level)
+        latent = self._latent(batch)
         f = m.eval_from_latent(latent, batch.wi, batch.wo)
         self._last_inputs = (latent.detach(), batch.wi, batch.wo)
         loss_eval = LOSSES[self.config.loss](f, batch.target)
@@ -269,8 +273,7 @@ class Trainer:
         """Shifts the evaluator's output bias so that its median prediction on `batch` is the
         median target per channel (at least LOG_EPS)."""
         m = self.model
-        latent = m.encode(batch.params) if self.in_encoder_phase else m.latents.sample_level(batch.uv, batch.level)
-        f = m.eval_from_latent(latent, batch.wi, batch.wo)
+        f = m.eval_from_latent(self._latent(batch), batch.wi, batch.wo)
         shift = torch.log(batch.target.median(0).values.clamp_min(LOG_EPS)) - torch.log(f.median(0).values)
         m.evaluator.mlp.layers[-1].bias += shift
 
@@ -322,7 +325,7 @@ class Trainer:
                     self.timing["wait_s"] += record["wait_s"]
                     record["phase"] = self.phase_of(self.step - 1)
                     if record["step"] % log_every == 0 or record["step"] == until:
-                        self.history.append({k: record[k] for k in ("step", "loss", "sampler_loss", "lr", "correlation")})
+                        self.history.append({k: record[k] for k in HISTORY_KEYS})
                     if self.watchdog.observe(self, record, self._dead_unit_inputs):
                         break  # restored an earlier step: draw its batches again
                     if callback is not None:

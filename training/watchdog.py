@@ -1,7 +1,7 @@
 """The training watchdog: notices a collapsed or diverging evaluator while it trains, and recovers.
 
 Why. A bake can collapse silently: on a dark material under a narrow bright coat (issue 14) the
-evaluator's output fell below 1e-20 everywhere within ten steps and stayed there, while the loss sat at
+evaluator's output fell below 1e-20 everywhere within 20 steps and stayed there, while the loss sat at
 the value a constant gives. With the exp output and the log(f + 0.01) loss the gradient of a
 prediction f is f / (f + 0.01) times the loss's sign: far below 0.01 it vanishes, and Adam, whose
 second moment remembers the large early gradients, cannot climb back out (docs/baking.md,
@@ -16,7 +16,7 @@ above CORRELATION_FLOOR within 50 steps (measured in docs/baking.md, "Robust tra
 dead hidden units (no positive activation over the batch) of each evaluator layer.
 
 What it does. After `grace` steps, `bad_checks` consecutive checks with mean correlation below
-CORRELATION_FLOOR are a collapse; a non-finite loss or parameter is a divergence, caught at once. Either
+CORRELATION_FLOOR are a collapse; a non-finite loss is a divergence, caught at once. Either
 restores the last healthy snapshot (taken in memory at each healthy check and at the start of each
 phase) and multiplies the learning rate by LR_BACKOFF; after MAX_RECOVERIES restores it raises
 TrainingFailed (a NeumatError: `neumat bake` exits 2 and writes no asset).
