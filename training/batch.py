@@ -242,7 +242,7 @@ def run_serial(jobs: list[BatchJob], options: BatchOptions, out: TextIO = sys.st
         print(f"[{i + 1}/{len(jobs)}] {job.name} ({job.material})", file=out, flush=True)
         try:
             outcome = bake_job(job, options)
-        except KeyboardInterrupt:  # between steps' reach: imports, setup, report
+        except KeyboardInterrupt:  # outside the training loop (imports, setup, report): no new checkpoint
             outcome = Outcome(job.name, job.material, INTERRUPTED, error="interrupted")
         outcomes.append(outcome)
         if outcome.state == FAILED:
