@@ -60,8 +60,9 @@ class Sampling:
     fixed_spp: int | None = None
     from_start: bool = False           # max_seconds counts from the comparison's start, setup included
 
-    def for_view(self, seconds_left: float | None, views_left: int) -> "Sampling":
-        share = None if seconds_left is None else seconds_left / max(views_left, 1)
+    def for_view(self, spent: float, views_left: int) -> "Sampling":
+        """One view's sampling: an equal share of the seconds left after `spent`."""
+        share = None if self.max_seconds is None else max(0.0, self.max_seconds - spent) / max(views_left, 1)
         return Sampling(self.target, self.max_spp, share, self.fixed_spp)
 
     def describe(self) -> dict:
@@ -303,8 +304,9 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
     for i, view in enumerate(inputs.views):
         t0 = time.perf_counter()
         if view.shape not in tracers:
-            log(f"loading the {view.shape} and compiling the path tracer (a minute or more on lavapipe "
-                "the first time)")
+            log(f"loading the {view.shape}" + ("" if tracers else " and compiling the path tracer (seconds from "
+                                                                  "the shader cache, minutes on lavapipe after a "
+                                                                  "shader change)"))
             scene = shape_scene(SHAPES[view.shape], inputs.source, inputs.asset_path, size)
             tracers[view.shape], _ = prepare_render(device, scene, "reference", switchable=True)
             with _heartbeat(log, "still compiling"):
@@ -319,14 +321,12 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
             log(f"{label}: reference from the cache ({ref.spp} spp, halves FLIP {ref.noise_flip:.4f})")
         else:
             spent = time.perf_counter() - wall if reference.from_start else ref_seconds
-            left = None if reference.max_seconds is None else max(0.0, reference.max_seconds - spent)
-            ref = render_halves(tracer, "reference", size, reference.for_view(left, len(to_render)), log,
+            ref = render_halves(tracer, "reference", size, reference.for_view(spent, len(to_render)), log,
                                 f"{label} reference")
             to_render.remove(view)
             ref_seconds += ref.seconds
             cache.store(keys[view.name], ref.image, ref.record())
-        left = None if neural.max_seconds is None else max(0.0, neural.max_seconds - neural_seconds)
-        out = render_halves(tracer, "neural", size, neural.for_view(left, len(inputs.views) - i), log,
+        out = render_halves(tracer, "neural", size, neural.for_view(neural_seconds, len(inputs.views) - i), log,
                             f"{label} neural")
         neural_seconds += out.seconds
         maps, m, mask = _group_metrics(ref, out, name)
