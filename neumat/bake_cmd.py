@@ -43,7 +43,9 @@ def cmd_bake(args: argparse.Namespace) -> int:
     if result.report is not None:
         m = result.report["metrics"]
         flips = ", ".join(f"{k} {v:.4f}" for k, v in m["flip"].items())
-        print(f"held-out relative L1 {m['heldout_rel_l1']:.4f}; flat-patch FLIP: {flips}")
+        print(f"held-out skill {m['heldout_skill']:.3f} (a second reference estimate: "
+              f"{m['heldout_skill_reference']:.3f}; 0 or less for a constant prediction); "
+              f"held-out relative L1 {m['heldout_rel_l1']:.4f}; flat-patch FLIP: {flips}")
         print(f"report: {result.asset / 'report' / 'report.md'}")
     return 0
 

@@ -72,9 +72,9 @@ FLAT_PATCH_CONFIGS = (
 LIGHT_IRRADIANCE = math.pi  # white; a white Lambertian surface facing the light would read 1.0
 # The flat-patch reference is two independent half estimates, averaged. Starting at REFERENCE_WALKS
 # walks per pixel in all, both halves are doubled until the FLIP between them is at most NOISE_TARGET
-# (the average's own error is then about half that) or MAX_REFERENCE_WALKS is reached. Layered
-# references have heavy-tailed noise: on car_paint FLIP between halves fell only as walks^-0.3
-# (0.060, 0.038, 0.025 at 64, 256, 1024 walks each).
+# (the average's own error is then about half that) or MAX_REFERENCE_WALKS is reached. FLIP falls
+# more slowly than the noise (about walks^-0.37 where the noise falls as walks^-0.5:
+# docs/reference.md), so the target is reached late; at 1024 walks most patches are at 0.001-0.025.
 REFERENCE_WALKS = 64
 MAX_REFERENCE_WALKS = 1024
 NOISE_TARGET = 0.03
