@@ -22,7 +22,7 @@ the same sample twice and a bake needs no dataset on disk. A batch of N samples 
   (the cone shrinks from 10 degrees to 0 over the first part of training; see trainer.py). Without
   the cone the walks are one query of `target_queries` walks: on worn_plastic at 256 x 256 that
   took 178 ms where 4 queries of one walk took 336 ms (16384 samples, lavapipe on the shared 2 cores),
-  and the reference's quasi-Monte Carlo walks within one query make the target less noisy (median
+  and the reference's stratified walks within one query make the target less noisy (median
   relative error against 256 walks 0.005 instead of 0.007; docs/baking.md, "Bake speed"). Averaging a
   few walks matters for the log-space L1 loss, whose minimiser is the median of the targets, not
   their mean: measured on the bundled materials, the median of 4-walk averages sits 1-3 % below
@@ -228,7 +228,7 @@ class BatchSource:
                              np.tile(wi, (m, 1)).astype(np.float32), wo_q.astype(np.float32),
                              np.tile(level, m).astype(np.float32), n_walks=1, seed=step_seed(self.seed, step))
             target = f.reshape(m, n, 3).mean(0)
-        else:  # one query of m walks: half the time, and its quasi-Monte Carlo walks are less noisy
+        else:  # one query of m walks: half the time, and its stratified walks are less noisy
             target = ref.evaluate(self.reference, uv.astype(np.float32), wi.astype(np.float32),
                                   wo.astype(np.float32), level.astype(np.float32), n_walks=m,
                                   seed=step_seed(self.seed, step))
