@@ -270,8 +270,8 @@ def add_compare_parser(sub, add_device_flag) -> None:
     m.add_argument("--views", type=int, default=None, metavar="N", help="the first N of the 5 fixed views (default 5)")
     m.add_argument("--size", type=int, default=None, metavar="PX", help="pixels per view, square (default 128)")
     m.add_argument("--reference-minutes", type=float, default=None, metavar="MIN",
-                   help="the reference renders end at most MIN minutes after the start, loading and compiling "
-                        "included (default 8)")
+                   help="the reference renders end at most MIN minutes after the start, counting loading and "
+                        "compiling but not the neural renders (default 8)")
     m.add_argument("--reference-max-spp", type=int, default=None, metavar="N",
                    help="spp cap of each view's reference (default 32768)")
     m.add_argument("--neural-minutes", type=float, default=None, metavar="MIN",

@@ -7,9 +7,10 @@ pixel); the FLIP between the halves measures that side's own noise, and the imag
 A side is rendered progressively (FIRST_SPP per half, then doubling) until its halves' FLIP is at
 most the noise target, or a cap: MAX_SPP per view, and a time budget shared by the views (what a
 view leaves unused goes to the next). The reference, rendered once and cached, stops at the latest
-REFERENCE_MINUTES after the comparison starts: loading and compiling (minutes on lavapipe when the
-shaders changed) come out of its budget, so a cold run keeps its time whatever they take. The
-neural side, rendered on every run, has NEURAL_MINUTES of rendering. `--spp` fixes the neural
+REFERENCE_MINUTES after the comparison starts, not counting the neural renders: loading and
+compiling (minutes on lavapipe when the shaders changed) come out of its budget, so a cold run
+keeps its time whatever they take. The neural side, rendered on every run, has NEURAL_MINUTES of
+rendering. `--spp` fixes the neural
 side's spp instead. On a GPU both sides reach the target long before their caps; on lavapipe the
 time budgets stop them, and the output says so per view.
 
@@ -39,6 +40,7 @@ from renderer.reference_cache import ReferenceCache, reference_key
 NOISE_TARGET = 0.01       # FLIP between a side's two halves at which it counts as converged
 FIRST_SPP = 16            # per half, before the first check
 STEP_SECONDS = 15.0       # longest render between two checks, so progress lines keep coming
+MIN_STEP_FRACTION = 8     # under the time cap, a step adds at least 1/8 of the samples so far
 HEARTBEAT_SECONDS = 20.0  # a line this often while the path tracer compiles
 DEFAULT_SIZE = 128        # pixels, square
 MIN_SIZE, MAX_SIZE = 8, 2048
@@ -58,7 +60,7 @@ class Sampling:
     max_spp: int = MAX_SPP
     max_seconds: float | None = None   # all views together: each view gets an equal share of what is left
     fixed_spp: int | None = None
-    from_start: bool = False           # max_seconds counts from the comparison's start, setup included
+    from_start: bool = False           # max_seconds counts from the start: setup included (not the other side)
 
     def for_view(self, spent: float, views_left: int) -> "Sampling":
         """One view's sampling: an equal share of the seconds left after `spent`."""
@@ -70,7 +72,7 @@ class Sampling:
             return {"rule": "fixed spp", "spp": self.fixed_spp}
         return {"rule": "until the halves' FLIP <= target, or a cap", "target_noise_flip": self.target,
                 "max_spp": self.max_spp, "max_seconds": self.max_seconds,
-                "seconds_count": "from the start, loading and compiling included" if self.from_start
+                "seconds_count": "from the start, loading and compiling included, neural renders not" if self.from_start
                 else "rendering only"}
 
 
@@ -106,7 +108,7 @@ def render_halves(tracer, kind: str, size: int, sampling: Sampling, log: Callabl
             if sampling.max_seconds is not None and not sampling.fixed_spp:
                 left = sampling.max_seconds - (time.perf_counter() - start)
                 afford = int(left / (2 * per_spp))
-                if afford < 1:
+                if afford < max(1, n // MIN_STEP_FRACTION):  # too little time left to lower the noise
                     stopped = "time cap"
                     break
                 want = min(want, n + afford)
@@ -320,7 +322,7 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
             ref = Halves(image, rec["spp"], rec["seconds"], rec["noise_flip"], rec["stopped"], cached=True)
             log(f"{label}: reference from the cache ({ref.spp} spp, halves FLIP {ref.noise_flip:.4f})")
         else:
-            spent = time.perf_counter() - wall if reference.from_start else ref_seconds
+            spent = time.perf_counter() - wall - neural_seconds if reference.from_start else ref_seconds
             ref = render_halves(tracer, "reference", size, reference.for_view(spent, len(to_render)), log,
                                 f"{label} reference")
             to_render.remove(view)
