@@ -273,7 +273,7 @@ def add_compare_parser(sub, add_device_flag) -> None:
                    help="the reference renders end at most MIN minutes after the start, counting loading and "
                         "compiling but not the neural renders (default 8)")
     m.add_argument("--reference-max-spp", type=int, default=None, metavar="N",
-                   help="spp cap of each view's reference (default 32768)")
+                   help="spp cap of each view's reference (default 65536)")
     m.add_argument("--neural-minutes", type=float, default=None, metavar="MIN",
                    help="time budget of the neural renders, all views together (default 0.5; more gives a less "
                         "noisy measurement)")

@@ -210,7 +210,7 @@ def _write_text(path: Path, text: str) -> Path:
 
 
 FIDELITY_NOTES = (
-    "flip: mean HDR-FLIP of the whole view (background included, as in the paper's table); "
+    "flip: mean HDR-FLIP of the whole view (background included); "
     "flip_material_pixels: over the pixels showing the material; mean_flip: mean over the views; "
     "reference_noise_flip / neural_noise_flip: FLIP between two independent halves of that side's render "
     "(max over the views; _mean: mean), the image being their mean; psnr_db: of the displayed images, "

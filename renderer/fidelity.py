@@ -47,7 +47,7 @@ MIN_SIZE, MAX_SIZE = 8, 2048
 MAX_DEPTH = 8
 REFERENCE_MINUTES = 8.0   # the references end at most this long after the start (cold cache)
 NEURAL_MINUTES = 0.5      # the neural side's time budget, all views together (every run)
-MAX_SPP = 32768           # per view and side, both halves together
+MAX_SPP = 65536           # per view and side, both halves together
 SEEDS = {"reference": (1, 2), "neural": (3, 4)}
 MATERIAL_DIR = ASSET_DIR / "materials"
 
