@@ -9,8 +9,7 @@ Cheap checks only (no renders, no device):
 - every `assets/...` path in the text exists (up to a placeholder such as <name>);
 - every ```toml block in docs/materials.md and docs/scenes.md is a complete file that the
   project's loader accepts, unless the line before it is `<!-- fragment -->`;
-- every relative link (and image) resolves to a file, and a `#anchor` to a heading there, except
-  the pages in PENDING_PAGES, which other work is writing.
+- every relative link (and image) resolves to a file, and a `#anchor` to a heading there.
 """
 
 from __future__ import annotations
@@ -26,10 +25,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-
-# Pages linked from the README before they exist (being written elsewhere). Remove a name once its
-# page is committed; the link is then checked like any other.
-PENDING_PAGES = {"docs/fidelity.md"}
 
 # Example file names that stand for the reader's own files in shell examples.
 PLACEHOLDER_FILES = {"my_scene.toml", "my_material.toml", "reference.exr", "test.exr"}
@@ -235,8 +230,6 @@ def test_pages_link_to_each_other():
 def test_relative_link_resolves(page, target):
     path, _, anchor = target.partition("#")
     file = (page.parent / path).resolve() if path else page
-    if path and file.relative_to(ROOT).as_posix() in PENDING_PAGES and not file.exists():
-        pytest.skip(f"{path} is not written yet (PENDING_PAGES)")
     assert file.exists(), f"{_rel(page)} links to {target}, which does not exist"
     if anchor:
         assert file.suffix == ".md", f"an anchor into a non-markdown file: {target}"
