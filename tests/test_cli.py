@@ -93,9 +93,11 @@ def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, delay, material_
     """Ctrl-C in the first seconds (imports, device, cached compile, rendering) of a long render: it
     was swallowed inside torch's import (the command ran on), aborted (134) or ended in a traceback."""
     out = tmp_path / "x.png"
+    # As typed at a terminal: SIGINT at its default even where this test runs as a background job
+    # (a non-interactive shell's `&` starts it ignored, and a command that inherits that ignores Ctrl-C).
     proc = subprocess.Popen([sys.executable, "-m", "neumat", "render", "material_ball", "--spp", "1000000",
                              "--width", "16", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(delay)
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
