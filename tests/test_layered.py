@@ -519,12 +519,17 @@ def test_bundled_material_evaluates(device, path):
 FLAT_PATCH_ANGLES = {"front": (0.0, 30.0), "specular": (45.0, 45.0), "grazing": (80.0, 60.0)}
 
 
-@pytest.mark.parametrize("path", bundled_materials(), ids=lambda p: p.stem)
+# Materials the estimator was not tuned on: the training tests' stress set (narrow bright lacquer over a
+# dark base, partial layers, sheen over a coat, strong anisotropy, near-white albedo).
+STRESS_MATERIALS = sorted((Path(__file__).parent / "materials").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", bundled_materials() + STRESS_MATERIALS, ids=lambda p: p.stem)
 def test_default_estimator_has_the_plain_estimators_mean(device, path):
-    """Closed-form presence and stratified walks (layered.slang eval) change the variance
-    only: on every bundled material, in the flat-patch configurations and at random directions, the
-    default estimator and the plain one (presence drawn per walk, pseudo-random numbers) agree on
-    the mean over 1024 texels within 4.5 standard errors of their difference, per channel."""
+    """Closed-form presence and stratified walks (layered.slang eval) change the variance only: on
+    every bundled and stress material, in the flat-patch configurations and at random directions,
+    the default estimator and the plain one (presence drawn per walk, pseudo-random numbers) agree
+    on the mean over 1024 texels within 4.5 standard errors of their difference, per channel."""
     material = ref.ReferenceMaterial.from_file(device, path, resolution=64)
     rng = np.random.default_rng(21)
     n, walks = 1024, 64
@@ -556,7 +561,7 @@ def test_closed_form_presence_removes_the_noise_of_a_partial_opaque_top(device):
     plain = ref.evaluate(material, np.zeros((n, 2)), repeated(wi, n), repeated(wo, n), 0.0,
                          walk=ref.WalkSettings(plain=True))
     ratio = plain[:, 0].astype(np.float64).var() / default[:, 0].astype(np.float64).var()
-    assert ratio > 3, ratio
+    assert ratio > 3, ratio  # measured 4.2-4.7 over four seeds
 
 
 def test_glossy_coat_reflection_is_sampled_at_least_half_the_time(device):

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--materials", nargs="+", default=None, help="bundled material names (default: all)")
     parser.add_argument("--per-term", action="store_true", help="also measure each eval() term's variance")
     parser.add_argument("--plain", action="store_true",
-                        help="measure the plain estimator (presence drawn per walk, no stratification) instead of the default")
+                        help="measure the plain estimator (presence drawn per walk, no stratification) "
+                             "instead of the default")
     parser.add_argument("--repeats", type=int, default=64, help="single-walk draws per texel for --per-term")
     parser.add_argument("--device", default=None, help="auto, nvidia, gpu, lavapipe, an index or part of a name")
     parser.add_argument("--seed", type=int, default=1)
