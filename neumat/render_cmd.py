@@ -83,6 +83,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     device = create_device(args.device)
     log = (lambda msg: print(f"  {msg}", file=sys.stderr)) if args.verbose else None
     tracer, load = prepare_render(device, scene, args.mode, log=log, mlp=args.mlp)
+    # A cold compile of a many-material pipeline takes minutes on lavapipe and cannot report progress
+    # (the compile call holds the interpreter): say so before it starts rather than sit silent.
+    print(f"compiling the path tracer for {scene.name} on {device.info.adapter_name} (minutes the first "
+          "time on lavapipe; later runs read the shader cache)", flush=True)
     tracer.compile()
     compile_seconds = COMPILE_STATS.seconds  # every Slang program of this process (studio table included)
     with tqdm(total=spp, unit="spp", desc=f"render {scene.name}", leave=False, file=sys.stderr) as bar:
