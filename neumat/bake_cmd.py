@@ -22,7 +22,7 @@ EVALUATOR_CHOICES = ("2x16", "2x32", "3x64")  # training/networks.py EVALUATOR_S
 
 
 def cmd_bake(args: argparse.Namespace) -> int:
-    from training.bake import BakeInterrupted, BakeSettings, bake
+    from neumat.training.bake import BakeInterrupted, BakeSettings, bake
 
     settings = BakeSettings(evaluator=args.network, resolution=args.resolution, iterations=args.iterations,
                             time_budget=args.time_budget, seed=args.seed, report=not args.no_report)
@@ -51,7 +51,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
 
 
 def _bake_batch(args: argparse.Namespace, settings) -> int:
-    from training.batch import BatchOptions, exit_code, run_batch, summary_table
+    from neumat.training.batch import BatchOptions, exit_code, run_batch, summary_table
 
     options = BatchOptions(settings=settings, resume=args.resume, device=args.device,
                            torch_device=args.torch_device, progress=not args.quiet)

@@ -6,9 +6,9 @@ This module holds the options every command shares, the error handling and Ctrl-
 import argparse
 import sys
 
-from renderer import interrupts
-from renderer.errors import NeumatError
-from renderer.numbers import number_option
+from neumat.renderer.core import interrupts
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.core.numbers import number_option
 
 EXPOSURE_RANGE = (-64.0, 64.0)  # stops: beyond any use, and 2^64 x a float32 radiance below 1e19 stays finite
 
@@ -20,7 +20,7 @@ def _add_device_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _add_display_flags(p: argparse.ArgumentParser) -> None:
-    from renderer.image_io import TONEMAPPERS
+    from neumat.renderer.images.io import TONEMAPPERS
     p.add_argument("--exposure", type=number_option(*EXPOSURE_RANGE), default=0.0,
                    help=f"PNG exposure in stops, in [{EXPOSURE_RANGE[0]:g}, {EXPOSURE_RANGE[1]:g}] (default 0)")
     p.add_argument("--tonemapper", choices=sorted(TONEMAPPERS), default="aces",
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The console command: main() with Ctrl-C's watchdog (renderer/interrupts.py); an interrupted
+    """The console command: main() with Ctrl-C's watchdog (renderer/core/interrupts.py); an interrupted
     command ends at once, without interpreter teardown; a finished one tears down undisturbed."""
     interrupts.install()
     code = main()

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from neumat.render_cmd import sampling_options
-from renderer.errors import NeumatError
+from neumat.renderer.core.errors import NeumatError
 
 IMAGE_SUFFIXES = (".exr", ".png")
 MATERIAL_TIMING_SPP = 2
@@ -40,7 +40,7 @@ def _check_max_flip(value: float | None) -> None:
 
 
 def _finish(out_dir: Path, report, stems: tuple[str, str]) -> int:
-    from renderer.compare_report import material_rows, write_report
+    from neumat.renderer.compare.report import material_rows, write_report
 
     written = write_report(out_dir, report, stems)
     m = report.metrics["image"]
@@ -63,9 +63,9 @@ def _finish(out_dir: Path, report, stems: tuple[str, str]) -> int:
 
 
 def compare_image_files(args: argparse.Namespace) -> int:
-    from renderer.compare import check_same_size, checked_image, error_maps, metrics, side_by_side
-    from renderer.compare_report import ComparisonReport, prepare_output_dir
-    from renderer.image_io import read_image
+    from neumat.renderer.compare.comparison import check_same_size, checked_image, error_maps, metrics, side_by_side
+    from neumat.renderer.compare.report import ComparisonReport, prepare_output_dir
+    from neumat.renderer.images.io import read_image
 
     a_path, b_path = Path(args.inputs[0]), Path(args.inputs[1])
     a = checked_image(a_path.name, read_image(a_path))
@@ -115,11 +115,11 @@ def _material_timings(tracer, spp: int, seed: int, max_depth: int, width: int, h
 def compare_scene(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from renderer.compare import error_maps, metrics, side_by_side
-    from renderer.compare_report import ComparisonReport, prepare_output_dir
-    from renderer.device import create_device
-    from renderer.pathtracer import prepare_render
-    from renderer.scene import load_scene, resolve_materials
+    from neumat.renderer.compare.comparison import error_maps, metrics, side_by_side
+    from neumat.renderer.compare.report import ComparisonReport, prepare_output_dir
+    from neumat.renderer.core.device import create_device
+    from neumat.renderer.pathtracer.tracer import prepare_render
+    from neumat.renderer.scene.scene_file import load_scene, resolve_materials
 
     wall = time.perf_counter()
     scene = load_scene(args.inputs[0])
@@ -195,11 +195,11 @@ def _check_material_options(args: argparse.Namespace) -> None:
 
 
 def compare_material(args: argparse.Namespace) -> int:
-    """The fidelity of a neural asset to its material graph on the fixed views (renderer/fidelity.py)."""
-    from renderer.compare_report import FIDELITY_HEADER, fidelity_rows, prepare_output_dir, write_fidelity_report
-    from renderer.device import create_device
-    from renderer.fidelity import check_inputs, measure, samplings
-    from renderer.reference_cache import ReferenceCache
+    """The fidelity of a neural asset to its material graph on the fixed views (renderer/compare/fidelity.py)."""
+    from neumat.renderer.compare.report import FIDELITY_HEADER, fidelity_rows, prepare_output_dir, write_fidelity_report
+    from neumat.renderer.core.device import create_device
+    from neumat.renderer.compare.fidelity import check_inputs, measure, samplings
+    from neumat.renderer.compare.reference_cache import ReferenceCache
 
     _check_material_options(args)
     inputs = check_inputs(args.material, args.source, args.views, args.size)

@@ -4,12 +4,12 @@ MaterialX documents into them (renderer/materials/materialx.py; validate and pre
 import argparse
 import time
 
-from renderer.errors import NeumatError
-from renderer.scene import MAX_RESOLUTION
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.scene.scene_file import MAX_RESOLUTION
 
 
 def cmd_material_validate(args: argparse.Namespace) -> int:
-    from renderer.materials.graph import validate_material
+    from neumat.renderer.materials.graph import validate_material
 
     for path in args.files:
         print(validate_material(path))
@@ -19,11 +19,11 @@ def cmd_material_validate(args: argparse.Namespace) -> int:
 def cmd_material_preview(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from renderer.device import create_device
-    from renderer.image_io import check_output_path, write_image
-    from renderer.materials.graph import load_material
-    from renderer.materials.preview import render_preview
-    from renderer.materials.reference import ReferenceMaterial
+    from neumat.renderer.core.device import create_device
+    from neumat.renderer.images.io import check_output_path, write_image
+    from neumat.renderer.materials.graph import load_material
+    from neumat.renderer.materials.preview import render_preview
+    from neumat.renderer.materials.reference import ReferenceMaterial
 
     out = check_output_path(args.output)
     if not 16 <= args.size <= MAX_RESOLUTION or args.spp < 1:
@@ -46,9 +46,9 @@ def cmd_material_import(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from renderer.atomic_files import atomic_output
-    from renderer.materials.graph import material_from_document
-    from renderer.materials.materialx import split_reference, to_toml, translate
+    from neumat.renderer.core.atomic_files import atomic_output
+    from neumat.renderer.materials.graph import material_from_document
+    from neumat.renderer.materials.materialx import split_reference, to_toml, translate
 
     source, fragment = split_reference(args.file)
     if source.suffix.lower() != ".mtlx":

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from renderer.errors import NeumatError
+from neumat.renderer.core.errors import NeumatError
 
 AOV_CHOICES = ("albedo", "normal", "material_id", "lod", "all")
 
@@ -24,7 +24,7 @@ def write_aov(path: Path, name: str, data) -> None:
     normals as 0.5 + 0.5 n, material ids as distinct colours (black: none), lod as level / 12."""
     import numpy as np
 
-    from renderer.image_io import srgb_decode, write_image
+    from neumat.renderer.images.io import srgb_decode, write_image
 
     data = np.asarray(data, np.float32)
     rgb = data if data.ndim == 3 else np.repeat(data[..., None], 3, axis=2)
@@ -64,11 +64,11 @@ def sampling_options(scene, args: argparse.Namespace) -> tuple[int, int, int]:
 def cmd_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from renderer.device import create_device
-    from renderer.image_io import check_output_path, write_image
-    from renderer.kernels import COMPILE_STATS
-    from renderer.pathtracer import AOVS, prepare_render
-    from renderer.scene import load_scene, resolve_materials
+    from neumat.renderer.core.device import create_device
+    from neumat.renderer.images.io import check_output_path, write_image
+    from neumat.renderer.core.kernels import COMPILE_STATS
+    from neumat.renderer.pathtracer.tracer import AOVS, prepare_render
+    from neumat.renderer.scene.scene_file import load_scene, resolve_materials
 
     wall = time.perf_counter()
     scene = load_scene(args.scene)
@@ -112,14 +112,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-# renderer/materials/neural.py MLP_PATHS without importing slangpy for --help;
+# renderer/neural/material.py MLP_PATHS without importing slangpy for --help;
 # tests/test_render_neural.py keeps them equal.
 MLP_CHOICES = ("auto", "coopvec", "loop")
 
 
 def add_render_parser(sub, add_device_flag, add_display_flags) -> None:
     """Registers `neumat render` on the subparsers `sub` of the neumat command."""
-    from renderer.scene import MODES
+    from neumat.renderer.scene.scene_file import MODES
 
     p = sub.add_parser("render", help="path-trace a scene (TOML) with reference or neural materials",
                        description="Path-trace a scene file (see docs/scenes.md) or a built-in scene "

@@ -7,8 +7,8 @@ import platform
 import time
 from importlib import metadata
 
-from renderer.errors import NeumatError
-from renderer.scene import MAX_RESOLUTION
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.scene.scene_file import MAX_RESOLUTION
 
 
 def _version(pkg: str) -> str:
@@ -21,8 +21,8 @@ def _version(pkg: str) -> str:
 def cmd_sysinfo(args: argparse.Namespace) -> int:
     import slangpy as spy
 
-    from renderer.device import create_device, device_report
-    from renderer.vulkan_info import query_physical_devices
+    from neumat.renderer.core.device import create_device, device_report
+    from neumat.renderer.core.vulkan_info import query_physical_devices
 
     print(f"neumat:         {_version('neumat')}")
     print(f"python:         {platform.python_version()} ({platform.platform()})")
@@ -44,10 +44,10 @@ def cmd_sysinfo(args: argparse.Namespace) -> int:
 
 
 def cmd_render_test(args: argparse.Namespace) -> int:
-    from renderer.device import create_device
-    from renderer.image_io import check_output_path, write_image
-    from renderer.kernels import COMPILE_STATS
-    from renderer.pattern import render_pattern
+    from neumat.renderer.core.device import create_device
+    from neumat.renderer.images.io import check_output_path, write_image
+    from neumat.renderer.core.kernels import COMPILE_STATS
+    from neumat.renderer.core.pattern import render_pattern
 
     out = check_output_path(args.output)
     if not (8 <= args.width <= MAX_RESOLUTION and 8 <= args.height <= MAX_RESOLUTION):

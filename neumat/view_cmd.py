@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from renderer.errors import NeumatError
+from neumat.renderer.core.errors import NeumatError
 
 DEFAULT_SCENE = "stage"
 DEFAULT_WINDOW = (1280, 720)
@@ -38,10 +38,10 @@ def _render_scale(text: str) -> float | None:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from renderer.device import create_device
-    from renderer.image_io import TONEMAPPERS, check_output_path
-    from renderer.scene import find_scene
-    from renderer.viewer.session import ViewerSession, ViewSettings
+    from neumat.renderer.core.device import create_device
+    from neumat.renderer.images.io import TONEMAPPERS, check_output_path
+    from neumat.renderer.scene.scene_file import find_scene
+    from neumat.renderer.viewer.session import ViewerSession, ViewSettings
 
     scene_path = find_scene(args.scene)
     if args.screenshot:
@@ -59,7 +59,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     if args.tonemapper not in TONEMAPPERS:
         raise NeumatError(f"unknown tonemapper {args.tonemapper}")
 
-    from renderer.viewer.window import Viewer, close_window, open_window
+    from neumat.renderer.viewer.window import Viewer, close_window, open_window
 
     window = open_window(*args.size, f"neumat view: {scene_path.stem}", args.scene)
 
@@ -99,7 +99,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def add_view_parser(sub, add_device_flag, add_display_flags) -> None:
     """Registers `neumat view` on the subparsers `sub` of the neumat command."""
-    from renderer.viewer.modes import VIEW_MODES
+    from neumat.renderer.viewer.modes import VIEW_MODES
 
     p = sub.add_parser("view", help="interactive viewer: orbit a scene, flip materials between neural and reference",
                        description="Opens a window on a scene (default: the built-in stage with the pre-baked "

@@ -2,9 +2,9 @@
 
 import pytest
 
-from renderer.materials.graph import load_material
+from neumat.renderer.materials.graph import load_material
 
-from renderer.device import REPORTED_FEATURES, create_device
+from neumat.renderer.core.device import REPORTED_FEATURES, create_device
 
 
 @pytest.fixture(scope="session")

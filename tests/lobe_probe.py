@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import slangpy as spy
 
-from renderer.paths import SHADER_DIR, cache_dir
+from neumat.renderer.core.paths import SHADER_DIR, cache_dir
 
 TEST_SHADER_DIR = Path(__file__).resolve().parent / "shaders"
 PROBE_MODULE = "lobe_probe.slang"

@@ -84,9 +84,9 @@ def tiny_asset(path: Path, material_file: Path, seed: int):
     as a .neumat asset: cheap stand-ins for baked assets in render, compare and viewer tests."""
     import torch
 
-    from renderer.materials.graph import load_material
-    from training.export import save_asset
-    from training.model import NeuralMaterial, NeuralMaterialConfig
+    from neumat.renderer.materials.graph import load_material
+    from neumat.training.export import save_asset
+    from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
 
     torch.manual_seed(seed)
     model = NeuralMaterial(NeuralMaterialConfig(resolution=8, evaluator="2x16"))

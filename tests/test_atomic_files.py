@@ -1,5 +1,5 @@
 """Atomic writes leave no temporary files, even after a kill: the next write of the same target
-removes those whose process is gone (renderer/atomic_files.py)."""
+removes those whose process is gone (renderer/core/atomic_files.py)."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from renderer.atomic_files import STALE_SECONDS, atomic_output, remove_stale_temporaries
+from neumat.renderer.core.atomic_files import STALE_SECONDS, atomic_output, remove_stale_temporaries
 
 
 def _dead_pid() -> int:
@@ -41,7 +41,7 @@ def test_a_write_removes_the_leftovers_of_killed_writers_only(tmp_path):
 def test_a_killed_write_leaves_only_what_the_next_write_removes(tmp_path):
     """A real SIGKILL in the middle of a write."""
     target = tmp_path / "x.exr"
-    code = ("import sys, time\nfrom renderer.atomic_files import atomic_output\n"
+    code = ("import sys, time\nfrom neumat.renderer.core.atomic_files import atomic_output\n"
             "with atomic_output(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'partial')\n"
             "    print('writing', flush=True)\n    time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)

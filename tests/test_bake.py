@@ -17,10 +17,10 @@ import torch
 
 from neumat import bake_cmd
 from neumat.cli import main
-from renderer.errors import NeumatError
-from training import bake as bake_mod
-from training.bake import BakeInterrupted, BakeSettings, bake, checkpoint_location
-from training.export import load_model
+from neumat.renderer.core.errors import NeumatError
+from neumat.training import bake as bake_mod
+from neumat.training.bake import BakeInterrupted, BakeSettings, bake, checkpoint_location
+from neumat.training.export import load_model
 
 CHECKER_TOML = """
 [material]

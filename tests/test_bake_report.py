@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from renderer.image_metrics import flip_error, psnr
-from renderer.materials import reference as ref
-from renderer.materials.graph import evaluate_parameters
-from renderer.paths import ASSET_DIR
-from training import report as rp
-from training.export import asset_sizes, save_asset
-from training.model import NeuralMaterial, NeuralMaterialConfig
+from neumat.renderer.images.metrics import flip_error, psnr
+from neumat.renderer.materials import reference as ref
+from neumat.renderer.materials.graph import evaluate_parameters
+from neumat.renderer.core.paths import ASSET_DIR
+from neumat.training import report as rp
+from neumat.training.export import asset_sizes, save_asset
+from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
 
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from renderer.errors import NeumatError
-from training import trainer as trainer_mod
-from training.bake import BakeSettings, bake
-from training.watchdog import TrainingFailed, Watchdog
+from neumat.renderer.core.errors import NeumatError
+from neumat.training import trainer as trainer_mod
+from neumat.training.bake import BakeSettings, bake
+from neumat.training.watchdog import TrainingFailed, Watchdog
 
 STRESS = Path(__file__).parent / "materials"
 
@@ -31,7 +31,7 @@ def test_dark_lacquer_bakes_without_collapse(tmp_path, seed):
 
 
 def test_stress_materials_load():
-    from renderer.materials.graph import load_material
+    from neumat.renderer.materials.graph import load_material
 
     names = {load_material(p).name for p in STRESS.glob("*.toml")}
     assert {"dark_lacquer", "amber_veneer", "white_satin", "aniso_steel"} <= names

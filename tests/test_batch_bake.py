@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from neumat.cli import main
-from training.bake import BakeInterrupted, BakeSettings, bake, checkpoint_location
-from training.batch import (DONE, FAILED, INTERRUPTED, KILL_HOOK_ENV, BatchOptions, exit_code, run_batch,
+from neumat.training.bake import BakeInterrupted, BakeSettings, bake, checkpoint_location
+from neumat.training.batch import (DONE, FAILED, INTERRUPTED, KILL_HOOK_ENV, BatchOptions, exit_code, run_batch,
                             summary_table)
-from training.export import load_model
+from neumat.training.export import load_model
 
 from conftest import TINY_MATERIAL_TOML
 from test_bake import CHECKER_TOML

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from neumat.cli import main
-from renderer.image_io import read_image
+from neumat.renderer.images.io import read_image
 
 
 def neumat(*args, env=None):

@@ -1,4 +1,4 @@
-"""`neumat compare` and renderer/compare.py: metrics of known images, the per-material breakdown,
+"""`neumat compare` and renderer/compare/comparison.py: metrics of known images, the per-material breakdown,
 the report files, bad input, and a small scene rendered both ways."""
 
 import json
@@ -9,10 +9,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-import renderer.scene as scene_module
+import neumat.renderer.scene.scene_file as scene_module
 from neumat.cli import main
-from renderer.compare import BACKGROUND, checked_image, error_maps, metrics, worst_crop
-from renderer.image_io import read_image, write_image
+from neumat.renderer.compare.comparison import BACKGROUND, checked_image, error_maps, metrics, worst_crop
+from neumat.renderer.images.io import read_image, write_image
 from scene_helpers import diffuse, scene, tiny_asset, two_spheres
 
 

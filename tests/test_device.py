@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from renderer.device import MESA_VENDOR_ID, NVIDIA_VENDOR_ID, device_report, select_adapter
-from renderer.errors import NeumatError
+from neumat.renderer.core.device import MESA_VENDOR_ID, NVIDIA_VENDOR_ID, device_report, select_adapter
+from neumat.renderer.core.errors import NeumatError
 
 LAVAPIPE = SimpleNamespace(name="llvmpipe (LLVM 15.0.6, 256 bits)", vendor_id=MESA_VENDOR_ID)
 AMD = SimpleNamespace(name="AMD Radeon RX 7900", vendor_id=0x1002)
@@ -54,8 +54,8 @@ def test_report_names_the_driver_and_ray_tracing_features(device):
 
 _RENDER_AND_COUNT = """
 import json
-from renderer.device import create_device
-from renderer.pattern import render_pattern
+from neumat.renderer.core.device import create_device
+from neumat.renderer.core.pattern import render_pattern
 device = create_device()
 render_pattern(device, 64, 32)
 stats = device.shader_cache_stats

@@ -97,7 +97,7 @@ def _check_file_arg(value: str, kind: str) -> None:
     if Path(value).name in PLACEHOLDER_FILES:
         return
     if kind == "scene" and not value.endswith(".toml"):
-        from renderer.scene import find_scene
+        from neumat.renderer.scene.scene_file import find_scene
         assert find_scene(value).is_file(), f"no built-in scene '{value}'"
         return
     assert (ROOT / value).is_file(), f"{kind} file {value} does not exist"
@@ -161,13 +161,13 @@ def test_toml_example_loads(page, text, tmp_path):
     for path in (ROOT / "assets" / "neural").iterdir():
         os.symlink(path, tmp_path / "neural" / path.name)
     if page == "materials.md":
-        from renderer.materials.graph import load_material
+        from neumat.renderer.materials.graph import load_material
         file = tmp_path / "materials" / "example.toml"
         file.write_text(text)
         material = load_material(file)
         assert material.layout.width > 0
     else:
-        from renderer.scene import load_scene
+        from neumat.renderer.scene.scene_file import load_scene
         file = tmp_path / "scenes" / "example.toml"
         file.write_text(text)
         scene = load_scene(file)

@@ -6,10 +6,10 @@ and going back restores the first image."""
 import numpy as np
 import pytest
 
-from renderer.errors import NeumatError
-from renderer.image_io import write_image
-from renderer.pathtracer import prepare_render
-from renderer.scene import load_scene
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.io import write_image
+from neumat.renderer.pathtracer.tracer import prepare_render
+from neumat.renderer.scene.scene_file import load_scene
 from scene_helpers import camera, diffuse, scene, sun_sky_map
 
 pytestmark = pytest.mark.gpu("ray_tracing", "acceleration_structure")

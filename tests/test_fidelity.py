@@ -1,4 +1,4 @@
-"""`neumat compare --material` (renderer/fidelity.py, fidelity_views.py, reference_cache.py): bad
+"""`neumat compare --material` (renderer/compare/fidelity.py, fidelity_views.py, reference_cache.py): bad
 input, the reference cache's key and files, and a tiny material measured on two views, cold and
 then from the cache."""
 
@@ -9,12 +9,12 @@ import shutil
 import numpy as np
 import pytest
 
-import renderer.reference_cache as reference_cache
+import neumat.renderer.compare.reference_cache as reference_cache
 from conftest import TINY_MATERIAL_TOML
 from neumat.cli import main
-from renderer.fidelity_views import SHAPES, VIEWS
-from renderer.image_io import read_image
-from renderer.reference_cache import ReferenceCache, reference_key
+from neumat.renderer.compare.views import SHAPES, VIEWS
+from neumat.renderer.images.io import read_image
+from neumat.renderer.compare.reference_cache import ReferenceCache, reference_key
 from scene_helpers import tiny_asset
 
 TINY_RUN = ["--size", "16", "--views", "2", "--reference-max-spp", "64", "--spp", "16"]

@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from renderer.errors import NeumatError
-from renderer.image_io import write_image
-from renderer.materials.graph import evaluate_parameters, load_material
-from renderer.materials.layout import LAYER_TYPES
-from renderer.materials.nodes import NODE_TYPES, NodeRef
-from renderer.meshes import procedural, write_obj
-from renderer.paths import ASSET_DIR
-from renderer.scene import load_scene
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.io import write_image
+from neumat.renderer.materials.graph import evaluate_parameters, load_material
+from neumat.renderer.materials.layout import LAYER_TYPES
+from neumat.renderer.materials.nodes import NODE_TYPES, NodeRef
+from neumat.renderer.scene.meshes import procedural, write_obj
+from neumat.renderer.core.paths import ASSET_DIR
+from neumat.renderer.scene.scene_file import load_scene
 
 COUNT = int(os.environ.get("NEUMAT_FUZZ_COUNT", "1500"))  # per kind (materials, scenes)
 SEED = int(os.environ.get("NEUMAT_FUZZ_SEED", "19"))

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from renderer.errors import NeumatError
-from renderer.image_io import read_image, srgb_decode, srgb_encode, to_display, tonemap, write_image
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.io import read_image, srgb_decode, srgb_encode, to_display, tonemap, write_image
 
 
 def test_exr_round_trip_is_exact(tmp_path):
@@ -92,7 +92,7 @@ def test_16_bit_grey_png_keeps_its_values(tmp_path):
     assert rgb.shape == (3, 5, 3)
     np.testing.assert_allclose(rgb, srgb_decode(np.float64(16384 / 65535)), rtol=1e-5)
 
-    from renderer.image_io import read_rgba  # the material image node's view: stored values, alpha
+    from neumat.renderer.images.io import read_rgba  # the material image node's view: stored values, alpha
 
     np.testing.assert_allclose(read_rgba(tmp_path / "grey16.png", srgb=False), [[[16384 / 65535] * 3 + [1.0]] * 5] * 3,
                                rtol=1e-6)
@@ -125,7 +125,7 @@ def test_existing_folder_as_output_fails_before_writing(tmp_path):
 
 
 def test_the_material_image_node_reads_through_the_same_reader(tmp_path):
-    from renderer.materials.graph import load_material
+    from neumat.renderer.materials.graph import load_material
 
     png_claiming(tmp_path / "bomb.png", 100000, 100000)
     (tmp_path / "m.toml").write_text('[material]\nname = "m"\n[nodes.img]\ntype = "image"\nfile = "bomb.png"\n'

@@ -1,4 +1,4 @@
-"""renderer/image_metrics.py: FLIP, PSNR and relative MSE, and their guards against inputs that
+"""renderer/images/metrics.py: FLIP, PSNR and relative MSE, and their guards against inputs that
 would end the process inside the flip library."""
 
 import math
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from renderer.image_metrics import (flip_error, ldr_flip_error, psnr, psnr_from_mse, relative_squared_error,
+from neumat.renderer.images.metrics import (flip_error, ldr_flip_error, psnr, psnr_from_mse, relative_squared_error,
                                     squared_display_error)
 
 
@@ -26,7 +26,7 @@ def test_flip_survives_black_references():
     it in a child process)."""
     code = """
 import numpy as np
-from renderer.image_metrics import flip_error
+from neumat.renderer.images.metrics import flip_error
 dim = np.full((16, 16, 3), 1e-30, np.float32)
 black = np.zeros((16, 16, 3), np.float32)
 print(flip_error(dim, dim * 0.5)[1], flip_error(black, black)[1], flip_error(black, black + 1)[1])
@@ -43,7 +43,7 @@ def test_known_perturbation_gives_the_expected_psnr():
     """A constant offset d on a display-space value: MSE = d^2, PSNR = -20 log10 d. At exposure 0
     an image of 0.18 (mid grey) is tonemapped and encoded first, so the offset is set there:
     the test image is built to differ by exactly d after display encoding."""
-    from renderer.image_io import srgb_encode, tonemap
+    from neumat.renderer.images.io import srgb_encode, tonemap
 
     rng = np.random.default_rng(3)
     ref = rng.uniform(0.05, 0.5, (32, 48, 3)).astype(np.float32)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import slangpy as spy
 
-from renderer.kernels import compute_kernel
-from renderer.materials import reference as ref
-from renderer.materials.layout import LAYER_TYPES, MAX_LAYERS, StackLayout
-from renderer.paths import ASSET_DIR, SHADER_DIR
+from neumat.renderer.core.kernels import compute_kernel
+from neumat.renderer.materials import reference as ref
+from neumat.renderer.materials.layout import LAYER_TYPES, MAX_LAYERS, StackLayout
+from neumat.renderer.core.paths import ASSET_DIR, SHADER_DIR
 
 # SheenLobe's alpha clamp, read from the shader it is defined in.
 SHEEN_MIN_ALPHA = float(re.search(r"SHEEN_MIN_ALPHA = ([0-9.]+)",
@@ -502,7 +502,7 @@ def bundled_materials() -> list[Path]:
 
 @pytest.mark.parametrize("path", bundled_materials(), ids=lambda p: p.stem)
 def test_bundled_material_evaluates(device, path):
-    pytest.importorskip("renderer.materials.graph")
+    pytest.importorskip("neumat.renderer.materials.graph")
     material = ref.ReferenceMaterial.from_file(device, path, resolution=32)
     rng = np.random.default_rng(15)
     n = 2000

@@ -5,8 +5,8 @@ import sys
 
 import numpy as np
 
-from renderer.image_io import read_image
-from renderer.paths import ASSET_DIR
+from neumat.renderer.images.io import read_image
+from neumat.renderer.core.paths import ASSET_DIR
 
 MATERIALS = sorted((ASSET_DIR / "materials").glob("*.toml"))
 

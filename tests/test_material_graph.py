@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from renderer.errors import NeumatError
-from renderer.materials import nodes as nd
-from renderer.materials.graph import (
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.materials import nodes as nd
+from neumat.renderer.materials.graph import (
     PARAM_RULES, evaluate_parameters, load_material, validate_material)
-from renderer.materials.layout import LAYER_TYPES, MAX_LAYERS
-from renderer.paths import ASSET_DIR
+from neumat.renderer.materials.layout import LAYER_TYPES, MAX_LAYERS
+from neumat.renderer.core.paths import ASSET_DIR
 
 BUNDLED = sorted((ASSET_DIR / "materials").glob("*.toml"))
 

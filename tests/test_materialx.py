@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from renderer.errors import NeumatError
-from renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
-from renderer.materials.materialx import Ref, translate
-from renderer.materials.reference import ReferenceMaterial, WalkSettings, evaluate, sample
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
+from neumat.renderer.materials.materialx import Ref, translate
+from neumat.renderer.materials.reference import ReferenceMaterial, WalkSettings, evaluate, sample
 
 
 def neumat(*args, cwd=None):
@@ -548,7 +548,7 @@ def test_a_textured_import_renders_in_a_scene(tmp_path):
     out = tmp_path / "wood.exr"
     result = neumat("render", scene, "-o", out, "--spp", "2", "--mode", "reference")
     assert result.returncode == 0, result.stderr
-    from renderer.image_io import read_image
+    from neumat.renderer.images.io import read_image
     image = read_image(out)
     assert np.isfinite(image).all() and image.mean() > 0.05
 

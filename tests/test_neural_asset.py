@@ -1,4 +1,4 @@
-"""The neural asset format (renderer/neural_asset.py, docs/assets.md) and its writer and
+"""The neural asset format (renderer/neural/asset.py, docs/assets.md) and its writer and
 reader in training/export.py: exact save -> load round trips, the documented layout read with numpy
 alone, one named error per kind of damage, and saves that never leave half-written assets."""
 
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from renderer.errors import NeumatError
-from renderer.neural_asset import (
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.neural.asset import (
     ASSET_FORMAT_VERSION, MANIFEST_NAME, file_sha256, latents_file, load_asset, weights_file)
-from training import export
-from training.export import load_model, save_asset
-from training.model import NeuralMaterial, NeuralMaterialConfig
+from neumat.training import export
+from neumat.training.export import load_model, save_asset
+from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
 
 
 

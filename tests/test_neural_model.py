@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from renderer.materials.layout import StackLayout
+from neumat.renderer.materials.layout import StackLayout
 from sample_pdf_bound import SAMPLE_PDF_ULPS, sample_pdf_mismatch
-from training.frames import ShadingFrames, identity_transform, transform
-from training.latents import LatentPyramid
-from training.model import NeuralMaterial, NeuralMaterialConfig
-from training.networks import EVALUATOR_SIZES, MLP, Encoder, Evaluator, flatten, weight_layout
+from neumat.training.frames import ShadingFrames, identity_transform, transform
+from neumat.training.latents import LatentPyramid
+from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
+from neumat.training.networks import EVALUATOR_SIZES, MLP, Encoder, Evaluator, flatten, weight_layout
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

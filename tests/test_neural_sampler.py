@@ -17,7 +17,7 @@ import torch
 from scipy import stats
 
 from sample_pdf_bound import SAMPLE_PDF_ULPS, sample_pdf_mismatch
-from training import sampler as S
+from neumat.training import sampler as S
 
 POWER = 3.0
 

@@ -1,5 +1,5 @@
-"""Generated Slang neural materials (renderer/neural_codegen.py, shaders/neural/,
-renderer/materials/neural.py) against the torch model they were exported from (training/model.py).
+"""Generated Slang neural materials (renderer/neural/codegen.py, shaders/neural/,
+renderer/neural/material.py) against the torch model they were exported from (training/model.py).
 
 Two torch references:
 - the model with every weight and latent rounded to fp16 (what the runtime stores), evaluated in
@@ -27,15 +27,15 @@ import pytest
 import slangpy as spy
 import torch
 
-from renderer import neural_codegen as codegen
-from renderer.errors import NeumatError
-from renderer.materials import neural as nm
-from renderer.materials.graph import load_material
-from renderer.neural_asset import load_asset
-from renderer.paths import REPO_ROOT, SHADER_DIR, cache_dir
-from training.export import load_model, save_asset
-from training.model import NeuralMaterial as TorchMaterial
-from training.model import NeuralMaterialConfig
+from neumat.renderer.neural import codegen as codegen
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.neural import material as nm
+from neumat.renderer.materials.graph import load_material
+from neumat.renderer.neural.asset import load_asset
+from neumat.renderer.core.paths import REPO_ROOT, SHADER_DIR, cache_dir
+from neumat.training.export import load_model, save_asset
+from neumat.training.model import NeuralMaterial as TorchMaterial
+from neumat.training.model import NeuralMaterialConfig
 
 TINY_TOML = """
 [material]

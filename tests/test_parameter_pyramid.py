@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from renderer.errors import NeumatError
-from renderer.materials.graph import PARAM_RULES, Material, evaluate_parameters, load_material
-from renderer.materials.layout import LAYER_TYPES
-from renderer.materials.pyramid import build_pyramid
-from renderer.paths import ASSET_DIR
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.materials.graph import PARAM_RULES, Material, evaluate_parameters, load_material
+from neumat.renderer.materials.layout import LAYER_TYPES
+from neumat.renderer.materials.pyramid import build_pyramid
+from neumat.renderer.core.paths import ASSET_DIR
 
 STACK = """
 [material]

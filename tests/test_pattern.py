@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from renderer.pattern import render_pattern
+from neumat.renderer.core.pattern import render_pattern
 
 W, H = 512, 256
 ZENITH = np.array([0.08, 0.22, 0.60])

@@ -1,4 +1,4 @@
-"""The path tracer (shaders/render/pathtracer.slang through renderer/pathtracer.py) on small scenes:
+"""The path tracer (shaders/render/pathtracer.slang through renderer/pathtracer/tracer.py) on small scenes:
 white furnace, agreement with Mitsuba 3, environment importance sampling with MIS, determinism,
 many materials at once, and `neumat render` end to end.
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from neumat.cli import main
-from renderer.image_io import read_image, write_image
-from renderer.pathtracer import load_meshes, prepare_render
-from renderer.scene import load_scene
+from neumat.renderer.images.io import read_image, write_image
+from neumat.renderer.pathtracer.tracer import load_meshes, prepare_render
+from neumat.renderer.scene.scene_file import load_scene
 from scene_helpers import camera, coated, conductor, diffuse, scene, sun_sky_map
 
 pytestmark = pytest.mark.gpu("ray_tracing", "acceleration_structure")
@@ -57,7 +57,7 @@ material = "white.toml"
 def _mitsuba_scene(mi, tracer, spp, meshes_dir, env_path, albedo, grey, eta, k, alpha):
     scene = tracer.scene
     meshes, object_mesh = load_meshes(scene)
-    from renderer.meshes import write_obj
+    from neumat.renderer.scene.meshes import write_obj
     for i, m in enumerate(meshes):
         write_obj(m, meshes_dir / f"mesh{i}.obj")
     T = mi.ScalarTransform4f

@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-import renderer.scene as scene_module
-from renderer.errors import NeumatError
-from renderer.pathtracer import prepare_render
-from renderer.scene import load_scene, resolve_materials
+import neumat.renderer.scene.scene_file as scene_module
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.pathtracer.tracer import prepare_render
+from neumat.renderer.scene.scene_file import load_scene, resolve_materials
 from scene_helpers import camera, diffuse, scene, tiny_asset, two_spheres
 
 pytestmark = pytest.mark.gpu("ray_tracing", "acceleration_structure")
@@ -181,7 +181,7 @@ def test_coopvec_and_loop_paths_render_the_same_image(device, setup):
 def test_coopvec_without_the_feature_is_one_clear_error(device, setup, tmp_path):
     """In the API a NeumatError naming the object's asset, the feature and the way out; on the command
     line exit 2 with that message and no image."""
-    from renderer.device import REPORTED_FEATURES
+    from neumat.renderer.core.device import REPORTED_FEATURES
 
     if device.has_feature(REPORTED_FEATURES["cooperative_vector"]):
         pytest.skip("this device has cooperative vectors")
@@ -196,6 +196,6 @@ def test_coopvec_without_the_feature_is_one_clear_error(device, setup, tmp_path)
 
 def test_render_cli_offers_every_mlp_path():
     from neumat.render_cmd import MLP_CHOICES
-    from renderer.materials.neural import MLP_PATHS
+    from neumat.renderer.neural.material import MLP_PATHS
 
     assert MLP_CHOICES == MLP_PATHS

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from neumat.cli import main
-from renderer.environment import build_distribution, direction_to_uv, uv_to_direction
-from renderer.errors import NeumatError
-from renderer.meshes import SHAPES, load_mesh_file, procedural, write_obj
-from renderer.scene import SCENE_DIR, load_scene, resolve_materials
+from neumat.renderer.scene.environment import build_distribution, direction_to_uv, uv_to_direction
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.scene.meshes import SHAPES, load_mesh_file, procedural, write_obj
+from neumat.renderer.scene.scene_file import SCENE_DIR, load_scene, resolve_materials
 from scene_helpers import camera, diffuse, scene
 
 BUILTIN = ("material_ball", "teapot", "stage")
@@ -258,7 +258,7 @@ def test_a_mesh_with_a_nan_vertex_names_the_file_and_the_vertex(tmp_path, capsys
 
 
 def test_a_transform_that_takes_a_mesh_beyond_float32_is_an_error(tmp_path):
-    from renderer.pathtracer import load_meshes
+    from neumat.renderer.pathtracer.tracer import load_meshes
 
     path = scene(tmp_path, camera() + '[[objects]]\nmesh = { shape = "sphere", radius = 1e10 }\nscale = 1e30\n', "far")
     with pytest.raises(NeumatError, match=r"^far.toml: objects\[0\]: its transform takes the mesh .* beyond 32-bit"):

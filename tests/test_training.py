@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from renderer.materials import reference as ref
-from renderer.materials.layout import StackLayout
-from training import data
-from training.networks import EVALUATOR_SIZES
-from training.losses import LOSSES, log_correlation, log_l1, relative_l2, skill
-from training.trainer import TrainConfig, Trainer, cosine_lr
-from training.watchdog import CORRELATION_FLOOR, LR_BACKOFF, TrainingFailed, Watchdog
+from neumat.renderer.materials import reference as ref
+from neumat.renderer.materials.layout import StackLayout
+from neumat.training import data
+from neumat.training.networks import EVALUATOR_SIZES
+from neumat.training.losses import LOSSES, log_correlation, log_l1, relative_l2, skill
+from neumat.training.trainer import TrainConfig, Trainer, cosine_lr
+from neumat.training.watchdog import CORRELATION_FLOOR, LR_BACKOFF, TrainingFailed, Watchdog
 
 
 def _checker_reference(device, resolution: int = 8) -> ref.ReferenceMaterial:

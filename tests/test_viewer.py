@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import renderer.scene as scene_module
+import neumat.renderer.scene.scene_file as scene_module
 from neumat.cli import main
-from renderer.scene import NEURAL, REFERENCE
+from neumat.renderer.scene.scene_file import NEURAL, REFERENCE
 from scene_helpers import diffuse, scene, tiny_asset, two_spheres
 
 pytestmark = pytest.mark.gpu("ray_tracing", "acceleration_structure")
@@ -67,8 +67,8 @@ def scene_file(tmp_path_factory):
 @pytest.fixture
 def open_viewer(device, display, scene_file, monkeypatch):
     """Opens viewers on the scene (keyword arguments: ViewSettings fields); closes them afterwards."""
-    from renderer.viewer.session import ViewerSession, ViewSettings
-    from renderer.viewer.window import Viewer, open_window
+    from neumat.renderer.viewer.session import ViewerSession, ViewSettings
+    from neumat.renderer.viewer.window import Viewer, open_window
 
     monkeypatch.setattr(scene_module, "NEURAL_ASSET_DIR", scene_file.parent / "prebaked")
     opened = []
@@ -116,7 +116,7 @@ def test_window_shows_scene_and_panel(open_viewer, tmp_path):
     red = view[ids == 0].mean(axis=0)
     assert red[0] > red[1] + 40 and red[0] > red[2] + 40  # the red sphere is there
     # The panel: a dark background left of the render with plenty of light text on it.
-    from renderer.viewer.window import PANEL_WIDTH
+    from neumat.renderer.viewer.window import PANEL_WIDTH
 
     panel = shot[:, : PANEL_WIDTH - 20]
     assert np.median(panel) < 60
@@ -221,8 +221,8 @@ def test_material_toggle_changes_only_that_object(open_viewer):
 
 
 def test_view_modes_and_screenshot(open_viewer, tmp_path):
-    from renderer.image_io import read_image, to_display
-    from renderer.viewer.session import VIEW_MODES
+    from neumat.renderer.images.io import read_image, to_display
+    from neumat.renderer.viewer.session import VIEW_MODES
 
     viewer = open_viewer(spp_cap=2, view_mode="split")
     session = viewer.session

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from renderer.scene import Camera
-from renderer.viewer.camera import MAX_PITCH, ORBIT_RADIANS_PER_PIXEL, OrbitCamera
+from neumat.renderer.scene.scene_file import Camera
+from neumat.renderer.viewer.camera import MAX_PITCH, ORBIT_RADIANS_PER_PIXEL, OrbitCamera
 
 
 def scene_camera(position=(0.0, 1.35, 8.0), target=(0.0, 0.75, 0.0)) -> Camera:

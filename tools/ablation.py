@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from renderer.paths import ASSET_DIR, REPO_ROOT  # noqa: E402
+from neumat.renderer.core.paths import ASSET_DIR, REPO_ROOT  # noqa: E402
 
 VARIANTS = (  # (key, label, use_encoder, use_frames)
     ("plain", "plain decoder, latents trained directly", False, False),
@@ -42,7 +42,7 @@ RESULTS = REPO_ROOT / "docs" / "ablation.md"
 
 
 def run_variants(names: list[str], args) -> list[dict]:
-    from training.bake import BakeSettings, bake
+    from neumat.training.bake import BakeSettings, bake
 
     rows = []
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="neumat-ablation-"))
@@ -92,9 +92,9 @@ def write_table(rows: list[dict], args) -> str:
 def noise_study(names: list[str], args) -> None:
     import numpy as np
 
-    from renderer.device import create_device
-    from renderer.materials import reference as ref
-    from training.report import FLAT_PATCH_CONFIGS
+    from neumat.renderer.core.device import create_device
+    from neumat.renderer.materials import reference as ref
+    from neumat.training.report import FLAT_PATCH_CONFIGS
 
     device = create_device(args.device)
     counts, repeats = (1, 2, 4, 8, 16), 64

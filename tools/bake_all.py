@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from renderer.errors import NeumatError  # noqa: E402
-from renderer.paths import ASSET_DIR, REPO_ROOT  # noqa: E402
+from neumat.renderer.core.errors import NeumatError  # noqa: E402
+from neumat.renderer.core.paths import ASSET_DIR, REPO_ROOT  # noqa: E402
 
 NEURAL_DIR = ASSET_DIR / "neural"
 RESULTS = REPO_ROOT / "docs" / "bake-results.md"
@@ -38,8 +38,8 @@ def dir_bytes(path: Path) -> int:
 
 def bake_materials(names: list[str], args) -> int:
     """Bakes the named bundled materials into NEURAL_DIR; returns the batch's exit code."""
-    from training.bake import BakeSettings
-    from training.batch import DONE, BatchOptions, exit_code, run_batch, summary_table
+    from neumat.training.bake import BakeSettings
+    from neumat.training.batch import DONE, BatchOptions, exit_code, run_batch, summary_table
 
     settings = BakeSettings(evaluator=args.network, iterations=args.iterations, seed=args.seed)
     options = BatchOptions(settings=settings, device=args.device, progress=not args.quiet)

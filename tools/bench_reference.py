@@ -14,10 +14,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from renderer.device import create_device  # noqa: E402
-from renderer.materials import reference as ref  # noqa: E402
-from renderer.materials.layout import StackLayout  # noqa: E402
-from renderer.paths import ASSET_DIR  # noqa: E402
+from neumat.renderer.core.device import create_device  # noqa: E402
+from neumat.renderer.materials import reference as ref  # noqa: E402
+from neumat.renderer.materials.layout import StackLayout  # noqa: E402
+from neumat.renderer.core.paths import ASSET_DIR  # noqa: E402
 
 
 def synthetic_material(device) -> ref.ReferenceMaterial:

@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import slangpy as spy  # noqa: E402
 
-from renderer.device import create_device, device_report  # noqa: E402
-from renderer.kernels import COMPILE_STATS, compute_kernel  # noqa: E402
-from renderer.materials import neural as nm  # noqa: E402
-from renderer.materials import reference as ref  # noqa: E402
-from renderer.neural_asset import load_asset  # noqa: E402
-from renderer.paths import ASSET_DIR  # noqa: E402
+from neumat.renderer.core.device import create_device, device_report  # noqa: E402
+from neumat.renderer.core.kernels import COMPILE_STATS, compute_kernel  # noqa: E402
+from neumat.renderer.neural import material as nm  # noqa: E402
+from neumat.renderer.materials import reference as ref  # noqa: E402
+from neumat.renderer.neural.asset import load_asset  # noqa: E402
+from neumat.renderer.core.paths import ASSET_DIR  # noqa: E402
 
 SIZES = ("2x16", "2x32", "3x64")
 REFERENCE_MODULE = "neural/reference_shading.slang"
@@ -49,8 +49,8 @@ def untrained_asset(material, size: str, resolution: int, seed: int, directory: 
     """An asset with random weights and latents (every weight non-zero, frames included)."""
     import torch
 
-    from training.export import save_asset
-    from training.model import NeuralMaterial, NeuralMaterialConfig
+    from neumat.training.export import save_asset
+    from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
 
     gen = torch.Generator().manual_seed(seed)
     model = NeuralMaterial(NeuralMaterialConfig(resolution=resolution, evaluator=size))
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the parts of a neural shading query (where the time goes)")
     args = parser.parse_args(argv)
 
-    from renderer.materials.graph import load_material
+    from neumat.renderer.materials.graph import load_material
 
     device = create_device(args.device)
     report = device_report(device)

@@ -34,11 +34,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from renderer.device import create_device  # noqa: E402
-from renderer.image_metrics import flip_error  # noqa: E402
-from renderer.materials import reference as ref  # noqa: E402
-from renderer.paths import ASSET_DIR  # noqa: E402
-from training.report import FLAT_PATCH_CONFIGS, LIGHT_IRRADIANCE, patch_uv  # noqa: E402
+from neumat.renderer.core.device import create_device  # noqa: E402
+from neumat.renderer.images.metrics import flip_error  # noqa: E402
+from neumat.renderer.materials import reference as ref  # noqa: E402
+from neumat.renderer.core.paths import ASSET_DIR  # noqa: E402
+from neumat.training.report import FLAT_PATCH_CONFIGS, LIGHT_IRRADIANCE, patch_uv  # noqa: E402
 
 TERMS = {"top": ref.TERM_TOP, "connect": ref.TERM_CONNECT, "follow": ref.TERM_FOLLOW}
 TAIL_FRACTION = 1e-3

@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from renderer.device import create_device  # noqa: E402
-from renderer.viewer.session import VIEW_MODES, ViewerSession, ViewSettings  # noqa: E402
+from neumat.renderer.core.device import create_device  # noqa: E402
+from neumat.renderer.viewer.session import VIEW_MODES, ViewerSession, ViewSettings  # noqa: E402
 
 WINDOW = (1280, 720)
 
@@ -40,7 +40,7 @@ def main() -> int:
         os.execvp("xvfb-run", ["xvfb-run", "-a", "-s", screen, sys.executable, __file__, *sys.argv[1:]])
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from renderer.viewer.window import Viewer, open_window
+    from neumat.renderer.viewer.window import Viewer, open_window
 
     window = open_window(*WINDOW, "neumat view", args.scene)
     start = time.perf_counter()

@@ -46,12 +46,12 @@ from typing import Callable
 
 import torch
 
-from renderer.atomic_files import atomic_output, remove_stale_temporaries, temporary_dir, temporary_file
-from renderer import interrupts
-from renderer.errors import NeumatError
-from renderer.neural_asset import ASSET_SUFFIX, MANIFEST_NAME
-from training.networks import EVALUATOR_SIZES
-from training.trainer import TrainConfig, Trainer
+from neumat.renderer.core.atomic_files import atomic_output, remove_stale_temporaries, temporary_dir, temporary_file
+from neumat.renderer.core import interrupts
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.neural.asset import ASSET_SUFFIX, MANIFEST_NAME
+from neumat.training.networks import EVALUATOR_SIZES
+from neumat.training.trainer import TrainConfig, Trainer
 
 DEFAULT_RESOLUTION = 256  # latent level 0 (capped at the material's own resolution)
 DEFAULT_ITERATIONS = 4000  # in all: half encoder phase, half fine-tuning
@@ -330,10 +330,10 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     """Bakes one material (module doc). `callback(record)` runs after every training step (it may
     raise KeyboardInterrupt, as Ctrl-C does). `cores`: the CPU cores the bake may use (torch_threads).
     Raises NeumatError on bad input before anything is written, BakeInterrupted after Ctrl-C."""
-    from renderer.device import create_device
-    from renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
-    from renderer.materials.reference import ReferenceMaterial
-    from training.export import save_asset
+    from neumat.renderer.core.device import create_device
+    from neumat.renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
+    from neumat.renderer.materials.reference import ReferenceMaterial
+    from neumat.training.export import save_asset
 
     settings = settings or BakeSettings()
     t_start = time.perf_counter()
@@ -485,7 +485,7 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     report_tmp = None
     try:
         if settings.report:
-            from training.report import bake_report
+            from neumat.training.report import bake_report
             t0 = time.perf_counter()
             report_tmp = temporary_dir(asset)
             report = bake_report(model, reference, material, report_tmp, seed=settings.seed,
@@ -498,7 +498,7 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
         if report_tmp is not None:
             os.rename(report_tmp, saved / REPORT_DIR)
             report_tmp = None
-            from training.report import add_asset_size
+            from neumat.training.report import add_asset_size
             report = add_asset_size(report, saved / REPORT_DIR, saved)
         timings["export_s"] = time.perf_counter() - t0
     except KeyboardInterrupt:

@@ -40,10 +40,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from renderer.errors import NeumatError
+from neumat.renderer.core.errors import NeumatError
 
 if TYPE_CHECKING:
-    from training.bake import BakeSettings
+    from neumat.training.bake import BakeSettings
 
 DONE, FAILED, INTERRUPTED, NOT_STARTED = "done", "failed", "interrupted", "not started"
 QUEUED, RUNNING = "queued", "running"
@@ -98,9 +98,9 @@ def plan_batch(materials: list[str | Path], output: str | Path | None) -> tuple[
     """The jobs of a batch, and the materials that fail before baking: a file that does not load
     (its message) or a second material writing the same asset. With several materials `output` is
     a folder (NeumatError when it names an asset)."""
-    from renderer.materials.graph import load_material
-    from renderer.neural_asset import ASSET_SUFFIX
-    from training.bake import asset_location
+    from neumat.renderer.materials.graph import load_material
+    from neumat.renderer.neural.asset import ASSET_SUFFIX
+    from neumat.training.bake import asset_location
 
     if len(materials) > 1 and output is not None and Path(output).suffix == ASSET_SUFFIX:
         raise NeumatError(f"-o {output}: with several materials -o is the folder their assets go into")
@@ -201,7 +201,7 @@ def _kill_step(name: str) -> int | None:
 def bake_job(job: BatchJob, options: BatchOptions, board=None) -> Outcome:
     """Bakes one material of a batch (a Ray task on a cluster) and says how it ended; bad input
     and errors are an outcome, not an exception, so that Ray retries only dead workers."""
-    from training.bake import DEFAULT_ITERATIONS, BakeInterrupted, BakeSettings, bake, checkpoint_location
+    from neumat.training.bake import DEFAULT_ITERATIONS, BakeInterrupted, BakeSettings, bake, checkpoint_location
 
     settings = options.settings or BakeSettings()
     node = socket.gethostname()
@@ -302,7 +302,7 @@ def run_on_ray(jobs: list[BatchJob], options: BatchOptions, cpus_per_bake: float
     import ray
     from ray.exceptions import RayError, TaskCancelledError
 
-    from training.bake import InterruptFlag
+    from neumat.training.bake import InterruptFlag
 
     names = [j.name for j in jobs]
     board = ray.remote(num_cpus=0)(ProgressBoard).remote(names)
@@ -461,7 +461,7 @@ def run_batch(materials: list[str | Path], output: str | Path | None, options: B
     gpus = 0.0 if gpus_per_bake is None else gpus_per_bake
     if not (cpus > 0 and math.isfinite(cpus)) or not (gpus >= 0 and math.isfinite(gpus)):
         raise NeumatError(f"--cpus-per-bake must be > 0 and --gpus-per-bake >= 0, got {cpus:g} and {gpus:g}")
-    from training.bake import BakeSettings, train_config
+    from neumat.training.bake import BakeSettings, train_config
     # The options every bake shares: one message and exit 2 now, rather than the same failure per material.
     settings = options.settings or BakeSettings()
     train_config(settings, settings.resolution or 16)

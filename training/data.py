@@ -61,7 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from renderer.materials import reference as ref
+from neumat.renderer.materials import reference as ref
 
 # Fraction of extra candidates drawn so that one round of rejection (wi below the horizon, wo below
 # it and not kept) almost always leaves N samples; a second round fills any shortfall.

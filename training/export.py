@@ -1,4 +1,4 @@
-"""Writing a trained NeuralMaterial as a neural asset (renderer/neural_asset.py, docs/assets.md)
+"""Writing a trained NeuralMaterial as a neural asset (renderer/neural/asset.py, docs/assets.md)
 and rebuilding the torch model from one.
 
 `save_asset` writes every file into a temporary sibling directory and renames it into place, so an
@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from renderer.atomic_files import aside_path, temporary_dir
-from renderer.errors import NeumatError
-from renderer.materials.graph import Material
-from renderer.neural_asset import (
+from neumat.renderer.core.atomic_files import aside_path, temporary_dir
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.materials.graph import Material
+from neumat.renderer.neural.asset import (
     ASSET_FORMAT, ASSET_FORMAT_VERSION, ASSET_SUFFIX, DIRECTION_FEATURES, MANIFEST_NAME, NETWORK_NAMES, PRECISIONS,
     NeuralAsset, file_sha256, latents_file, level_shapes, load_asset, weights_file)
-from training import sampler as mixture
-from training.model import NeuralMaterial, NeuralMaterialConfig
-from training.networks import ENCODER_HIDDEN, EVALUATOR_SIZES, flatten, weight_layout
+from neumat.training import sampler as mixture
+from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
+from neumat.training.networks import ENCODER_HIDDEN, EVALUATOR_SIZES, flatten, weight_layout
 
 FP16_MAX = float(np.finfo(np.float16).max)
 

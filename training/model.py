@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training import sampler as mixture
-from training.frames import ShadingFrames, identity_transform, transform
-from training.latents import LatentPyramid
-from training.networks import DEFAULT_EVALUATOR, Encoder, Evaluator
+from neumat.training import sampler as mixture
+from neumat.training.frames import ShadingFrames, identity_transform, transform
+from neumat.training.latents import LatentPyramid
+from neumat.training.networks import DEFAULT_EVALUATOR, Encoder, Evaluator
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Two measurements (docs/baking.md, "The bake report"):
 
-1. Held-out error on queries training never drew: fresh (uv, wi, wo, level) from training's
+1. Held-out error on queries training never drew: fresh (uv, wi, wo, level) from neumat.training's
    distribution but a random stream of its own, compared with training's target (the reference at
    that level of its prefiltered parameter pyramid, `reference_target`, or the caller's `target`)
    by relative L1, L1 in log space and relative MSE (definitions in `error_metrics`).
@@ -27,16 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from renderer.atomic_files import atomic_output
-from renderer.image_io import to_display, write_image
-from renderer.image_metrics import display_exposure, flip_error, psnr
-from renderer.image_panels import enlarge, figure, save_png
-from renderer.materials import reference as ref
-from renderer.materials.graph import Material
-from renderer.neural_asset import MANIFEST_NAME
-from training.export import asset_sizes, dumps_json, to_json
-from training.model import NeuralMaterial
-from training.losses import skill
+from neumat.renderer.core.atomic_files import atomic_output
+from neumat.renderer.images.io import to_display, write_image
+from neumat.renderer.images.metrics import display_exposure, flip_error, psnr
+from neumat.renderer.images.panels import enlarge, figure, save_png
+from neumat.renderer.materials import reference as ref
+from neumat.renderer.materials.graph import Material
+from neumat.renderer.neural.asset import MANIFEST_NAME
+from neumat.training.export import asset_sizes, dumps_json, to_json
+from neumat.training.model import NeuralMaterial
+from neumat.training.losses import skill
 
 REPORT_FORMAT_VERSION = 1
 
@@ -426,7 +426,7 @@ def report_markdown(report: dict) -> str:
         lines += [f"**{c['name']}**: {c['description']}.", "", f"![{c['name']}]({c['image']})", ""]
     h = report["heldout"]
     lines += ["## Held-out queries", "",
-              f"{h['queries']} fresh queries from training's distribution (both directions above the horizon) "
+              f"{h['queries']} fresh queries from neumat.training's distribution (both directions above the horizon) "
               f"on a random stream training never uses (seed {h['seed']}), against training's targets. "
               "rel L1 = |y - t| / (|t| + 0.01), log L1 = |log(1 + y) - log(1 + t)|, "
               "rel MSE = (y - t)^2 / (t^2 + 0.01), averaged over queries and RGB. The reference-noise column "

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.frames import safe_normalize
-from training.networks import MLP
+from neumat.training.frames import safe_normalize
+from neumat.training.networks import MLP
 
 ALPHA_MIN, ALPHA_MAX = 1e-3, 2.0
 RHO_MAX = 0.99

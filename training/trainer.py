@@ -71,12 +71,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from renderer.materials.reference import ReferenceMaterial
-from training.data import Batch, BatchSource, DataConfig, Prefetcher
-from training.model import NeuralMaterial, NeuralMaterialConfig
-from training.networks import EVALUATOR_SIZES, Evaluator
-from training.losses import LOG_EPS, LOSSES, log_correlation, log_l1, skill
-from training.watchdog import Watchdog
+from neumat.renderer.materials.reference import ReferenceMaterial
+from neumat.training.data import Batch, BatchSource, DataConfig, Prefetcher
+from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
+from neumat.training.networks import EVALUATOR_SIZES, Evaluator
+from neumat.training.losses import LOG_EPS, LOSSES, log_correlation, log_l1, skill
+from neumat.training.watchdog import Watchdog
 
 LUMINANCE = (0.2126, 0.7152, 0.0722)
 VALIDATION_STEP = 1 << 40  # batch numbers from here on are never used for training

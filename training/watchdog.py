@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from renderer.errors import NeumatError
+from neumat.renderer.core.errors import NeumatError
 
 CORRELATION_FLOOR = 0.1
 CHECK_EVERY = 10

@@ -1,2 +1,3 @@
-"""Reference layered materials: the graph format, its evaluation to parameter textures, the layout
-of the per-texel parameter vector and the batched device API over the Slang BSDFs."""
+"""Materials on the device: reference layered materials (the graph format, MaterialX import, their
+evaluation to parameter textures, the per-texel parameter layout) and the query interface that
+reference and neural materials share (query.py)."""

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import NeumatError
-from renderer.materials.layout import BOTTOM_TYPES, LAYER_TYPES, MAX_LAYERS, StackLayout
-from renderer.materials.nodes import (
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.materials.layout import BOTTOM_TYPES, LAYER_TYPES, MAX_LAYERS, StackLayout
+from neumat.renderer.materials.nodes import (
     NODE_TYPES, REQUIRED, Grid, NodeRef, NodeType, SpecError, parse_input)
-from renderer.numbers import check_number
-from renderer.materials.pyramid import build_pyramid  # noqa: F401  (the evaluation API, importable from here)
+from neumat.renderer.core.numbers import check_number
+from neumat.renderer.materials.pyramid import build_pyramid  # noqa: F401  (the evaluation API, importable from here)
 
 DEFAULT_RESOLUTION = 512
 MAX_RESOLUTION = 8192
@@ -326,7 +326,7 @@ def load_material(path: str | Path) -> Material:
     """Parses and checks a material file: a TOML graph, or a MaterialX document (`FILE.mtlx`, or
     `FILE.mtlx#Material` to pick one of several; renderer/materials/materialx.py translates it and
     prints its dropped or approximated inputs once). Raises NeumatError naming the file and key path."""
-    from renderer.materials.materialx import split_reference
+    from neumat.renderer.materials.materialx import split_reference
     if split_reference(path)[0].suffix.lower() == ".mtlx":
         return _load_materialx(path)
     path = Path(path)
@@ -342,7 +342,7 @@ def load_material(path: str | Path) -> Material:
 
 
 def _load_materialx(ref: str | Path) -> Material:
-    from renderer.materials.materialx import translate, warn_once
+    from neumat.renderer.materials.materialx import translate, warn_once
 
     translation = translate(ref)
     for warning in translation.warnings:

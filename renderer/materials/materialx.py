@@ -10,7 +10,7 @@ source hash) and one warning per input that neumat drops or approximates.
 
 Conventions bridged here:
 - MaterialX texture coordinates run v up from an image's bottom row; neumat's mesh loaders store
-  1 - v (renderer/meshes.py), so an image maps onto neumat's uv exactly as stored, and tangent-space
+  1 - v (renderer/scene/meshes.py), so an image maps onto neumat's uv exactly as stored, and tangent-space
   normal maps, whose green points along MaterialX's +v, are decoded with flip_y (neumat's +v is the
   image's down).
 - Shading-model roughness r is a GGX alpha of r^2. Nonlinear functions of a texture input (r^2 when
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import NeumatError
+from neumat.renderer.core.errors import NeumatError
 
 SHADERS = ("open_pbr_surface", "standard_surface", "gltf_pbr")
 IMAGE_SUFFIXES = (".png", ".exr", ".jpg", ".jpeg")
@@ -64,7 +64,7 @@ def to_rec709(rgb: np.ndarray, space: str) -> np.ndarray | None:
         return None
     transfer, matrix = COLOR_SPACES[space]
     if transfer == _SRGB_CURVE:
-        from renderer.image_io import srgb_decode
+        from neumat.renderer.images.io import srgb_decode
         rgb = srgb_decode(rgb)
     elif transfer is not None:
         rgb = np.clip(rgb, 0, None) ** transfer
@@ -1125,7 +1125,7 @@ def translate(ref: str | Path, material: str | None = None) -> Translation:
 def _clamp_constants(layers: list[LayerSpec], report: Callable[[str, str], None]) -> None:
     """Constants outside a parameter's range (MaterialX's colour ranges are soft: a base colour of
     1.2 is allowed) are clamped into it, with a warning."""
-    from renderer.materials.graph import PARAM_RULES
+    from neumat.renderer.materials.graph import PARAM_RULES
     for layer in layers:
         for param, v in layer.params.items():
             rule = PARAM_RULES[param]

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import NeumatError
-from renderer.image_io import read_rgba
-from renderer.numbers import check_number
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.io import read_rgba
+from neumat.renderer.core.numbers import check_number
 
 REQUIRED = object()  # marks a field without a default
 

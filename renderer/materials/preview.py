@@ -6,8 +6,8 @@ from collections.abc import Callable
 import numpy as np
 import slangpy as spy
 
-from renderer.kernels import compute_kernel
-from renderer.materials.reference import ReferenceMaterial
+from neumat.renderer.core.kernels import compute_kernel
+from neumat.renderer.materials.reference import ReferenceMaterial
 
 SAMPLES_PER_DISPATCH = 4  # keeps each dispatch short so progress shows and lavapipe stays responsive
 

@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from renderer.errors import NeumatError
-from renderer.materials.layout import LAYER_TYPES, StackLayout
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.materials.layout import LAYER_TYPES, StackLayout
 
 if TYPE_CHECKING:  # graph.py re-exports build_pyramid, so it cannot be imported here at run time
-    from renderer.materials.graph import Material
+    from neumat.renderer.materials.graph import Material
 
 # Layer parameters describing slope-space roughness, per layer type.
 MICROSURFACE_PARAMS = {"conductor": ("alpha_u", "alpha_v", "rotation"), "dielectric": ("alpha",), "flakes": ("alpha",)}

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import slangpy as spy
 
-from renderer.kernels import compute_kernel
-from renderer.materials.layout import BOTTOM_TYPES, LAYER_TYPES, MAX_LAYERS, StackLayout
+from neumat.renderer.core.kernels import compute_kernel
+from neumat.renderer.materials.layout import BOTTOM_TYPES, LAYER_TYPES, MAX_LAYERS, StackLayout
 
 QUERY_MODULE = "materials/reference_queries.slang"
 QUERY_STRIDE = 9  # u, v, lod, wi.xyz, wo.xyz (reference_queries.slang)
@@ -101,7 +101,7 @@ class ReferenceMaterial:
                   walk: WalkSettings = WalkSettings()) -> "ReferenceMaterial":
         """Loads a material graph, evaluates it at `resolution` (default: the file's) and uploads
         its prefiltered pyramid."""
-        from renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
+        from neumat.renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
 
         material = load_material(path)
         params = evaluate_parameters(material, resolution or material.resolution)

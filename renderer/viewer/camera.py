@@ -1,4 +1,4 @@
-"""The viewer's camera controls as plain math on renderer.scene.Camera (no window, no GL), so they
+"""The viewer's camera controls as plain math on renderer.scene.scene_file.Camera (no window, no GL), so they
 are unit-testable: orbit about a target, pan in the image plane, zoom towards the target, WASD
 fly, and reset to the scene file's camera.
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from renderer.scene import Camera
+from neumat.renderer.scene.scene_file import Camera
 
 ORBIT_RADIANS_PER_PIXEL = math.radians(0.3)
 ZOOM_PER_STEP = 0.85           # distance factor per wheel notch (towards the target)

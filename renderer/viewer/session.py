@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-import renderer.scene as scene_module
-from renderer import image_panels
-from renderer.errors import NeumatError
-from renderer.image_io import check_output_path, to_display, write_image
-from renderer.image_metrics import ldr_flip_error
-from renderer.pathtracer import Accumulator, PathTracer, RenderResult, prepare_render
-from renderer.scene import REFERENCE, NEURAL, Scene, find_scene, load_scene
-from renderer.viewer.camera import OrbitCamera
-from renderer.viewer.modes import VIEW_MODES
+import neumat.renderer.scene.scene_file as scene_module
+from neumat.renderer.images import panels
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.io import check_output_path, to_display, write_image
+from neumat.renderer.images.metrics import ldr_flip_error
+from neumat.renderer.pathtracer.tracer import Accumulator, PathTracer, RenderResult, prepare_render
+from neumat.renderer.scene.scene_file import REFERENCE, NEURAL, Scene, find_scene, load_scene
+from neumat.renderer.viewer.camera import OrbitCamera
+from neumat.renderer.viewer.modes import VIEW_MODES
 
 FRAME_BUDGET_SECONDS = 0.1      # the longest dispatch step() aims for: the window stays responsive
 FLIP_INTERVAL_SECONDS = 1.0     # the error view recomputes FLIP at most this often

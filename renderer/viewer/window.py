@@ -21,10 +21,10 @@ import numpy as np
 import OpenGL.GL as gl
 from OpenGL.GL.shaders import compileProgram, compileShader
 
-from renderer.errors import NeumatError
-from renderer.image_io import TONEMAPPERS
-from renderer.scene import NEURAL, REFERENCE
-from renderer.viewer.session import LOD_RANGE, VIEW_MODES, ViewerSession, heatmap, save_png
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.io import TONEMAPPERS
+from neumat.renderer.scene.scene_file import NEURAL, REFERENCE
+from neumat.renderer.viewer.session import LOD_RANGE, VIEW_MODES, ViewerSession, heatmap, save_png
 
 PANEL_WIDTH = 460
 DIVIDER_GRAB_PIXELS = 8       # a press this close to the split divider drags it, not the camera

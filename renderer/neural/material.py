@@ -1,8 +1,8 @@
 """Neural materials on the device, and the batched queries tests and tools run on them; the same
 shape as the reference materials' API (renderer/materials/reference.py), so callers treat both alike.
 
-`NeuralMaterial.from_asset(device, path)` loads and checks an asset (renderer/neural_asset.py),
-generates (or finds in the cache) its Slang module (renderer/neural_codegen.py) and uploads its
+`NeuralMaterial.from_asset(device, path)` loads and checks an asset (renderer/neural/asset.py),
+generates (or finds in the cache) its Slang module (renderer/neural/codegen.py) and uploads its
 latent pyramid. On the device every kernel binds a `NeuralMaterialSet`
 (shaders/neural/neural_material.slang): one latent buffer (a uint4 of 8 fp16 channels per texel),
 one level table and one record per material, and one weight buffer for the CoopVec path. A
@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import slangpy as spy
 
-from renderer import neural_codegen as codegen
-from renderer.device import REPORTED_FEATURES
-from renderer.errors import NeumatError
-from renderer.kernels import COMPILE_STATS, compute_kernel
-from renderer.neural_asset import NeuralAsset, load_asset
+from neumat.renderer.neural import codegen as codegen
+from neumat.renderer.core.device import REPORTED_FEATURES
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.core.kernels import COMPILE_STATS, compute_kernel
+from neumat.renderer.neural.asset import NeuralAsset, load_asset
 
 log = logging.getLogger("neumat.neural")
 

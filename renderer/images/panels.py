@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.atomic_files import atomic_output
+from neumat.renderer.core.atomic_files import atomic_output
 
 BACKGROUND = (24, 24, 24)
 GAP, MARGIN, CAPTION = 8, 10, 24

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import slangpy as spy
 
-from renderer.errors import NeumatError
-from renderer.scene import EnvironmentSpec
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.scene.scene_file import EnvironmentSpec
 
 CONSTANT_MAP_SIZE = (64, 32)  # a constant environment as a map: (width, height)
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
@@ -94,7 +94,7 @@ def uv_to_direction(uv: np.ndarray) -> np.ndarray:
 
 def tabulate_studio(device: spy.Device, width: int = 1024, height: int = 512) -> np.ndarray:
     """The built-in studio environment (shaders/lighting/studio.slang) as an equirect map [H, W, 3]."""
-    from renderer.kernels import compute_kernel
+    from neumat.renderer.core.kernels import compute_kernel
 
     kernel = compute_kernel(device, "render/tabulate_studio.slang", "tabulateStudio")
     out = device.create_buffer(element_count=width * height, struct_size=16,
@@ -115,7 +115,7 @@ def load_environment(device: spy.Device, spec: EnvironmentSpec, where: str = "en
     if spec.type == "studio":
         radiance = tabulate_studio(device, *spec.resolution) * np.float32(spec.intensity)
         return EnvironmentMap(radiance, rotation, "studio")
-    from renderer.image_io import read_image
+    from neumat.renderer.images.io import read_image
 
     try:
         radiance = read_image(spec.file)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import NeumatError
+from neumat.renderer.core.errors import NeumatError
 
 ASSET_FORMAT = "neumat-neural-material"
 ASSET_FORMAT_VERSION = 1

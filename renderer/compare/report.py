@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.atomic_files import atomic_output
-from renderer.errors import NeumatError
-from renderer.image_io import write_image
-from renderer.image_panels import save_png
+from neumat.renderer.core.atomic_files import atomic_output
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.io import write_image
+from neumat.renderer.images.panels import save_png
 
 METRICS_FORMAT_VERSION = 1
 
@@ -31,7 +31,7 @@ class ComparisonReport:
     test: np.ndarray
     flip_magma: np.ndarray
     figure: object  # the side-by-side PIL image
-    metrics: dict  # renderer.compare.metrics()
+    metrics: dict  # renderer.compare.comparison.metrics()
     exposure: float
     context: dict = field(default_factory=dict)  # scene, device, spp, resolution, ...
     timings: dict | None = None  # frame times (scene comparisons)
@@ -248,9 +248,9 @@ def write_fidelity_report(out_dir: Path, fidelity) -> list[Path]:
     """`neumat compare --material`'s files: per view `<view>_reference.exr`, `<view>_neural.exr` and
     `<view>.png` (reference | neural | FLIP, the worst window below), `views.png` (every view in
     one figure), metrics.json and report.html. Returns their paths, report.html last."""
-    from renderer.compare import side_by_side
-    from renderer.image_io import to_display
-    from renderer.image_panels import enlarge, figure
+    from neumat.renderer.compare.comparison import side_by_side
+    from neumat.renderer.images.io import to_display
+    from neumat.renderer.images.panels import enlarge, figure
 
     summary = fidelity.summary()
     written: list[Path] = []

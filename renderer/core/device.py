@@ -14,9 +14,9 @@ from pathlib import Path
 
 import slangpy as spy
 
-from renderer.errors import NeumatError
-from renderer.paths import SHADER_DIR, cache_dir
-from renderer.vulkan_info import PhysicalDeviceInfo, query_physical_devices
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.core.paths import SHADER_DIR, cache_dir
+from neumat.renderer.core.vulkan_info import PhysicalDeviceInfo, query_physical_devices
 
 NVIDIA_VENDOR_ID = 0x10DE
 MESA_VENDOR_ID = 0x10005  # lavapipe/llvmpipe report Mesa's vendor id

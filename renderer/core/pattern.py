@@ -3,7 +3,7 @@
 import numpy as np
 import slangpy as spy
 
-from renderer.kernels import compute_kernel
+from neumat.renderer.core.kernels import compute_kernel
 
 
 def render_pattern(device: spy.Device, width: int = 1024, height: int = 512) -> np.ndarray:

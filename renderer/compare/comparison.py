@@ -2,7 +2,7 @@
 
 Metrics, for the whole image and per material (pixels grouped by the material-id AOV of the
 reference render; "background" where a primary ray hit nothing):
-- FLIP: HDR-FLIP (renderer/image_metrics.py), the mean of the per-pixel map over the pixels;
+- FLIP: HDR-FLIP (renderer/images/metrics.py), the mean of the per-pixel map over the pixels;
 - PSNR (dB) of the displayed images (the report's exposure, ACES, sRGB);
 - relative MSE of the linear images, (y - t)^2 / (t^2 + 0.01).
 Every per-pixel quantity is computed once for the whole image and then averaged over each group,
@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from renderer.errors import NeumatError
-from renderer.image_io import to_display
-from renderer.image_metrics import (display_exposure, flip_error, psnr_from_mse, relative_squared_error,
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.io import to_display
+from neumat.renderer.images.metrics import (display_exposure, flip_error, psnr_from_mse, relative_squared_error,
                                     squared_display_error)
-from renderer.image_panels import enlarge, figure
+from neumat.renderer.images.panels import enlarge, figure
 
 BACKGROUND = "background"
 CROP_FRACTION = 0.2  # the zoomed crop's side, as a fraction of the image's shorter side

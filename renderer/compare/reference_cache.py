@@ -18,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.atomic_files import atomic_output
-from renderer.paths import REPO_ROOT, cache_dir
+from neumat.renderer.core.atomic_files import atomic_output
+from neumat.renderer.core.paths import REPO_ROOT, cache_dir
 
 # Bump when the reference image changes for a reason the fingerprinted files do not show.
 REFERENCE_RENDERER_VERSION = 1
 # Sources the reference image depends on, relative to the repository (shaders/neural is left out:
 # the reference never runs it).
 _FINGERPRINTED = ("shaders/materials", "shaders/render", "shaders/lighting", "shaders/common",
-                  "renderer/materials", "renderer/pathtracer.py", "renderer/environment.py", "renderer/meshes.py",
-                  "renderer/fidelity_views.py")
+                  "renderer/materials", "renderer/pathtracer/tracer.py", "renderer/scene/environment.py", "renderer/scene/meshes.py",
+                  "renderer/compare/views.py")
 
 
 def default_cache_dir() -> Path:

@@ -1,7 +1,7 @@
 """Image files: EXR holds linear float32 RGB as rendered; PNG holds what a person should see.
 
 PNG pixels are exposure-scaled, tonemapped by a named operator, then sRGB-encoded. Writes are
-atomic (renderer/atomic_files.py): never a half-written image under the requested name.
+atomic (renderer/core/atomic_files.py): never a half-written image under the requested name.
 """
 
 import os
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.atomic_files import atomic_output
-from renderer.errors import NeumatError
+from neumat.renderer.core.atomic_files import atomic_output
+from neumat.renderer.core.errors import NeumatError
 
 IMAGE_EXTENSIONS = (".exr", ".png")  # what neumat writes
 READ_EXTENSIONS = (*IMAGE_EXTENSIONS, ".jpg", ".jpeg")  # what it reads: artists' texture maps come as JPEG too

@@ -20,7 +20,7 @@ FLOOR_REPEAT = 2.0  # world units per repeat of the material's texture on the fl
 class Shape:
     """One object, alone in the scene of the views that show it."""
     name: str
-    mesh: str                        # a built-in shape (renderer/meshes.py procedural)
+    mesh: str                        # a built-in shape (renderer/scene/meshes.py procedural)
     params: tuple                    # ((name, value), ...) of the mesh
     uv_scale: tuple[float, float]
     rotate_y: float = 0.0            # degrees about +y
@@ -68,9 +68,9 @@ def _rotation_y(degrees: float) -> np.ndarray:
 
 
 def shape_scene(shape: Shape, material_file: Path, asset: Path, size: int):
-    """A scene (renderer.scene.Scene) of one shape under the studio environment, its material
+    """A scene (renderer.scene.scene_file.Scene) of one shape under the studio environment, its material
     bound both ways (reference graph and neural asset); the camera is set per view (view_camera)."""
-    from renderer.scene import EnvironmentSpec, MaterialSpec, MeshSpec, RenderSettings, Scene, SceneObject
+    from neumat.renderer.scene.scene_file import EnvironmentSpec, MaterialSpec, MeshSpec, RenderSettings, Scene, SceneObject
 
     obj = SceneObject(name=shape.name, mesh=MeshSpec(shape.mesh, dict(shape.params), None, "none", "objects[0].mesh"),
                       transform=_rotation_y(shape.rotate_y), uv_scale=shape.uv_scale, emission=np.zeros(3),
@@ -83,7 +83,7 @@ def shape_scene(shape: Shape, material_file: Path, asset: Path, size: int):
 
 def view_camera(view: View, size: int):
     """The view's camera, `size` pixels square."""
-    from renderer.scene import Camera
+    from neumat.renderer.scene.scene_file import Camera
 
     return Camera(np.array(view.position, float), np.array(view.target, float), np.array([0.0, 1.0, 0.0]),
                   view.fov, size, size)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import slangpy as spy
 
-from renderer.errors import NeumatError
+from neumat.renderer.core.errors import NeumatError
 
 
 @dataclass

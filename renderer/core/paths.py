@@ -3,7 +3,9 @@
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The folder that holds renderer/, shaders/ and assets/: the source tree in a checkout, the installed
+# `neumat` package in a wheel install (pyproject.toml maps both the same way).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHADER_DIR = REPO_ROOT / "shaders"
 ASSET_DIR = REPO_ROOT / "assets"
 

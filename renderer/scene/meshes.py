@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import NeumatError
+from neumat.renderer.core.errors import NeumatError
 
 SHAPES = ("sphere", "plane", "box", "torus", "teapot")
 UV_PROJECTIONS = ("none", "planar", "box", "spherical", "cylindrical")

@@ -1,5 +1,5 @@
 """`neumat compare --material`: how close a neural material is to its reference material, measured
-on rendered views (renderer/fidelity_views.py) the way the paper measures it: mean FLIP over the
+on rendered views (renderer/compare/views.py) the way the paper measures it: mean FLIP over the
 views, each rendered to convergence.
 
 Each side of a view is rendered as two independent halves (different seeds, equal samples per
@@ -19,7 +19,7 @@ reference counts the neural render's noise as error. The report gives both sides
 to the measured FLIP, so a reader sees how much of it noise can explain (the mean of two halves
 has roughly half their FLIP as its own noise).
 
-Converged references are cached (renderer/reference_cache.py): a second comparison of the same
+Converged references are cached (renderer/compare/reference_cache.py): a second comparison of the same
 material renders only the neural side."""
 
 import math
@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import NeumatError
-from renderer.fidelity_views import SHAPES, VIEWS, View, shape_scene, view_camera
-from renderer.paths import ASSET_DIR
-from renderer.reference_cache import ReferenceCache, reference_key
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.compare.views import SHAPES, VIEWS, View, shape_scene, view_camera
+from neumat.renderer.core.paths import ASSET_DIR
+from neumat.renderer.compare.reference_cache import ReferenceCache, reference_key
 
 NOISE_TARGET = 0.01       # FLIP between a side's two halves at which it counts as converged
 FIRST_SPP = 16            # per half, before the first check
@@ -94,8 +94,8 @@ class Halves:
 
 def render_halves(tracer, kind: str, size: int, sampling: Sampling, log: Callable[[str], None], label: str) -> Halves:
     """Renders `kind` ('reference' | 'neural') on the tracer's current camera as two halves."""
-    from renderer.image_metrics import flip_error
-    from renderer.pathtracer import Accumulator
+    from neumat.renderer.images.metrics import flip_error
+    from neumat.renderer.pathtracer.tracer import Accumulator
 
     kinds = tracer.kinds_for(kind)
     halves = [Accumulator(tracer, size, size, seed, MAX_DEPTH, kinds=kinds) for seed in SEEDS[kind]]
@@ -132,7 +132,7 @@ def render_halves(tracer, kind: str, size: int, sampling: Sampling, log: Callabl
 class Inputs:
     """A checked asset and the material graph it was baked from."""
     asset_path: Path
-    asset: object                # renderer.neural_asset.NeuralAsset
+    asset: object                # renderer.neural.asset.NeuralAsset
     source: Path
     material: object             # renderer.materials.graph.Material
     views: tuple[View, ...]
@@ -169,9 +169,9 @@ def check_inputs(asset_path: str | Path, source: str | Path | None = None, views
     """Checks everything before any rendering or writing: the view count and size, the asset, its
     material file (given, or found from the manifest's source.file) and that the asset was baked
     from that file as it is now. Raises NeumatError with one message."""
-    from renderer.materials.graph import load_material
-    from renderer.materials.materialx import split_reference
-    from renderer.neural_asset import load_asset
+    from neumat.renderer.materials.graph import load_material
+    from neumat.renderer.materials.materialx import split_reference
+    from neumat.renderer.neural.asset import load_asset
 
     views = len(VIEWS) if views is None else views
     size = DEFAULT_SIZE if size is None else size
@@ -207,8 +207,8 @@ class ViewResult:
     view: View
     reference: Halves
     neural: Halves
-    maps: object                 # renderer.compare.ErrorMaps
-    metrics: dict                # renderer.compare.metrics(): image and per group (material, background)
+    maps: object                 # renderer.compare.comparison.ErrorMaps
+    metrics: dict                # renderer.compare.comparison.metrics(): image and per group (material, background)
     lod: list[float] | None      # the neural render's latent level at 5 / 50 / 95 % of the material's pixels
     coverage: float              # share of pixels showing the material
 
@@ -274,7 +274,7 @@ def _mean_psnr(values: list[float]) -> float:
 
 
 def _group_metrics(ref: Halves, neural: Halves, name: str) -> tuple[object, dict, np.ndarray]:
-    from renderer.compare import error_maps, metrics
+    from neumat.renderer.compare.comparison import error_maps, metrics
 
     mask = neural.aovs["material_id"] >= 0
     maps = error_maps(ref.image, neural.image)
@@ -286,7 +286,7 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
             ) -> Fidelity:
     """Renders every view's neural side, and its reference unless the cache has it (or `refresh`),
     and compares them; default samplings and cache from `samplings()` and ReferenceCache()."""
-    from renderer.pathtracer import prepare_render
+    from neumat.renderer.pathtracer.tracer import prepare_render
 
     wall = time.perf_counter()
     default_reference, default_neural = samplings()

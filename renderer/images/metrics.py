@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from renderer.errors import NeumatError
-from renderer.image_io import srgb_encode, tonemap
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.io import srgb_encode, tonemap
 
 DISPLAY_KEY = 0.18  # display_exposure maps the log-average luminance to this
 RELATIVE_MSE_EPS = 0.01  # relative MSE = (y - t)^2 / (t^2 + eps)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import NeumatError
-from renderer.meshes import MESH_EXTENSIONS, SHAPES, UV_PROJECTIONS
-from renderer.numbers import check_number
-from renderer.paths import ASSET_DIR
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.scene.meshes import MESH_EXTENSIONS, SHAPES, UV_PROJECTIONS
+from neumat.renderer.core.numbers import check_number
+from neumat.renderer.core.paths import ASSET_DIR
 
 SCENE_DIR = ASSET_DIR / "scenes"
 MODES = ("per-object", "reference", "neural")
@@ -359,7 +359,7 @@ MATERIAL_FILE_TYPES = (".toml", ".mtlx")
 
 def _material_file(ctx: _Ctx, raw, key: str) -> Path:
     """A material graph's path: a .toml file, or a MaterialX document with an optional '#Material'."""
-    from renderer.materials.materialx import split_reference
+    from neumat.renderer.materials.materialx import split_reference
     if not isinstance(raw, str):
         return ctx.file(raw, key, MATERIAL_FILE_TYPES)
     file, fragment = split_reference(raw)
@@ -470,7 +470,7 @@ def load_scene(path: str | Path) -> Scene:
     if not scene.objects:
         raise ctx.error("objects", "a scene needs at least one [[objects]] entry")
     # Parse each material graph once now, so a broken one is reported before any device work.
-    from renderer.materials.graph import load_material
+    from neumat.renderer.materials.graph import load_material
     seen: set[Path] = set()
     for obj in scene.objects:
         if obj.material is not None and obj.material.file is not None and obj.material.file not in seen:
@@ -521,8 +521,8 @@ def _bake_hint(m: MaterialSpec, target: Path | None = None) -> str:
 def _neural_asset_for(ctx: _Ctx, obj: SceneObject, mode: str, cache: dict):
     """The asset path of an object's neural material under `mode` and the loaded asset, checked
     against the material graph's source hash when the graph is known."""
-    from renderer.materials.graph import load_material
-    from renderer.neural_asset import load_asset
+    from neumat.renderer.materials.graph import load_material
+    from neumat.renderer.neural.asset import load_asset
 
     m = obj.material
     where = f"--mode {mode}: " if mode == NEURAL else ""

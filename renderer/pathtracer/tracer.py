@@ -9,7 +9,7 @@ the object's index). Materials: every reference material of the scene in one Mat
 (ReferenceMaterialSet on the device), every neural material in one NeuralMaterialSet; each instance
 carries its material index and kind (reference 0, neural 1).
 
-Neural materials: the scene's assets become one generated set module (renderer/neural_codegen.py,
+Neural materials: the scene's assets become one generated set module (renderer/neural/codegen.py,
 `neural_set_<hash>`, a switch over the members' networks). The ray-tracing program is compiled
 with NEURAL_MATERIALS=1, NEURAL_SET_MODULE / NEURAL_SET_NETWORKS naming that module and its type,
 the MLP path's defines, and the generated modules' folder on the include path: once per device
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 import slangpy as spy
 
-from renderer.environment import EnvironmentMap, load_environment
-from renderer.errors import NeumatError
-from renderer.kernels import COMPILE_STATS
-from renderer.meshes import Mesh, load_mesh_file, procedural
-from renderer.numbers import FLOAT32_MAX
-from renderer.scene import MaterialAssignment, Scene, resolve_materials
+from neumat.renderer.scene.environment import EnvironmentMap, load_environment
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.core.kernels import COMPILE_STATS
+from neumat.renderer.scene.meshes import Mesh, load_mesh_file, procedural
+from neumat.renderer.core.numbers import FLOAT32_MAX
+from neumat.renderer.scene.scene_file import MaterialAssignment, Scene, resolve_materials
 
 SHADER = "render/pathtracer.slang"
 RAY_GEN, MISS_RADIANCE, MISS_SHADOW, CLOSEST_HIT = "rayGen", "missRadiance", "missShadow", "closestHit"
@@ -555,8 +555,8 @@ def _check_world_range(scene: Scene, obj, mesh: Mesh) -> None:
 
 def _placeholder_material(device: spy.Device):
     """A 1x1 black diffuse material: a material set needs one even when no object has a surface."""
-    from renderer.materials.layout import StackLayout
-    from renderer.materials.reference import ReferenceMaterial
+    from neumat.renderer.materials.layout import StackLayout
+    from neumat.renderer.materials.reference import ReferenceMaterial
 
     layout = StackLayout(("diffuse",))
     v = np.zeros(layout.width, np.float32)
@@ -572,7 +572,7 @@ def _neural_set(device: spy.Device, scene: Scene, assignment: MaterialAssignment
     as NEURAL_SET_NETWORKS(id)."""
     if not assignment.assets:
         return None
-    from renderer.materials.neural import NeuralMaterial, NeuralMaterialSet
+    from neumat.renderer.neural.material import NeuralMaterial, NeuralMaterialSet
 
     materials = []
     for path, asset in zip(assignment.assets, assignment.neural_assets):
@@ -593,9 +593,9 @@ def prepare_render(device: spy.Device, scene: Scene, mode: str = "per-object",
     """Everything a scene needs on the device. Raises NeumatError for any problem with its files.
     `switchable` loads both kinds of every object's material where they exist
     (resolve_materials), so that PathTracer.set_object_kind can flip them. `mlp` picks the neural
-    decoders' code path (renderer/materials/neural.py MLP_PATHS): 'auto' takes CoopVec where the
+    decoders' code path (renderer/neural/material.py MLP_PATHS): 'auto' takes CoopVec where the
     device has it."""
-    from renderer.materials.reference import MaterialSet, ReferenceMaterial, WalkSettings
+    from neumat.renderer.materials.reference import MaterialSet, ReferenceMaterial, WalkSettings
 
     stats = LoadStats()
     assignment = resolve_materials(scene, mode, switchable)

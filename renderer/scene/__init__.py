@@ -1,0 +1,1 @@
+"""Scenes: the TOML scene format, its meshes and its environment lighting."""
