@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from neumat.renderer.core.errors import NeumatError
-from neumat.renderer.images.io import read_image, srgb_decode, srgb_encode, to_display, tonemap, write_image
+from neumat.renderer.images.color import srgb_decode, srgb_encode
+from neumat.renderer.images.io import read_image, to_display, tonemap, write_image
 
 
 def test_exr_round_trip_is_exact(tmp_path):

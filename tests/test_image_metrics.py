@@ -43,7 +43,8 @@ def test_known_perturbation_gives_the_expected_psnr():
     """A constant offset d on a display-space value: MSE = d^2, PSNR = -20 log10 d. At exposure 0
     an image of 0.18 (mid grey) is tonemapped and encoded first, so the offset is set there:
     the test image is built to differ by exactly d after display encoding."""
-    from neumat.renderer.images.io import srgb_encode, tonemap
+    from neumat.renderer.images.color import srgb_encode
+    from neumat.renderer.images.io import tonemap
 
     rng = np.random.default_rng(3)
     ref = rng.uniform(0.05, 0.5, (32, 48, 3)).astype(np.float32)

@@ -27,6 +27,8 @@ import pytest
 import slangpy as spy
 import torch
 
+from neumat.renderer.core.device_state import device_state
+from neumat.renderer.materials.query import query_records
 from neumat.renderer.neural import codegen as codegen
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.neural import material as nm
@@ -168,7 +170,7 @@ def test_generated_modules_are_cached_unique_and_outside_the_tree(assets, tmp_pa
 
 def test_latents_and_level_pick(device, mat_a, assets, queries):
     q = queries
-    lat, level = nm.fetch_latents(mat_a, q["uv"], q["lod"], seed=1)
+    lat, level = mat_a.fetch_latents(q["uv"], q["lod"], seed=1)
     assert np.array_equal(level, q["lod"].astype(np.int64))
     with torch.no_grad():
         expected = torch_latents(fp16_model(assets["a"]), q).numpy()
@@ -178,13 +180,13 @@ def test_latents_and_level_pick(device, mat_a, assets, queries):
     n = 20000
     uv = np.random.default_rng(0).random((n, 2)).astype(np.float32)
     for lod, lo, p_hi in ((1.3, 1, 0.3), (0.75, 0, 0.75), (2.5, 2, 0.5)):
-        _, level = nm.fetch_latents(mat_a, uv, np.full(n, lod, np.float32), seed=7)
+        _, level = mat_a.fetch_latents(uv, np.full(n, lod, np.float32), seed=7)
         assert set(np.unique(level)) <= {lo, lo + 1}
         sigma = math.sqrt(p_hi * (1 - p_hi) / n)
         assert abs(np.mean(level == lo + 1) - p_hi) < 5 * sigma
-    _, level = nm.fetch_latents(mat_a, uv[:100], np.full(100, 7.5, np.float32))
+    _, level = mat_a.fetch_latents(uv[:100], np.full(100, 7.5, np.float32))
     assert np.all(level == 3)
-    _, level = nm.fetch_latents(mat_a, uv[:100], np.full(100, -2.0, np.float32))
+    _, level = mat_a.fetch_latents(uv[:100], np.full(100, -2.0, np.float32))
     assert np.all(level == 0)
 
 
@@ -192,8 +194,8 @@ def test_latents_and_level_pick(device, mat_a, assets, queries):
 def test_eval_and_pdf_match_torch(device, mat_a, mat_b, assets, queries, which):
     material = {"a": mat_a, "b": mat_b}[which]
     q = queries
-    f = nm.evaluate(material, q["uv"], q["wi"], q["wo"], q["lod"])
-    p = nm.pdf(material, q["uv"], q["wi"], q["wo"], q["lod"])
+    f = material.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
+    p = material.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
     wi, wo = torch.from_numpy(q["wi"]), torch.from_numpy(q["wo"])
     with torch.no_grad():
         m16 = fp16_model(assets[which])
@@ -217,7 +219,7 @@ def test_eval_and_pdf_match_torch(device, mat_a, mat_b, assets, queries, which):
 def test_sample_matches_torch(device, mat_a, assets, queries):
     q = queries
     seed = 5
-    wo, weight, pdf = nm.sample(mat_a, q["uv"], q["wi"], q["lod"], seed=seed)
+    wo, weight, pdf = mat_a.sample(q["uv"], q["wi"], q["lod"], seed=seed)
     u = pcg_uniforms(seed, N, 4)[:, 1:]  # the first number picked the level
     wi = torch.from_numpy(q["wi"])
     with torch.no_grad():
@@ -237,8 +239,8 @@ def test_sample_matches_torch(device, mat_a, assets, queries):
     assert np.quantile(rel(pdf[ok], t_pdf[ok], 1e-6), 0.999) < 1e-3
     assert np.quantile(rel(weight[ok], t_weight[ok], 1e-6), 0.999) < 1e-3
     # a sample's pdf is the pdf at its direction, and its weight is eval / pdf
-    f = nm.evaluate(mat_a, q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
-    p = nm.pdf(mat_a, q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
+    f = mat_a.evaluate(q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
+    p = mat_a.pdf(q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
     assert np.quantile(rel(p, pdf[ok], 1e-6), 0.99) < 1e-3
     assert np.quantile(rel(f / p[:, None], weight[ok], 1e-6), 0.99) < 1e-3
 
@@ -250,15 +252,15 @@ def test_two_sided_like_the_reference(device, mat_a, queries):
     n = 64
     mirror = np.array([1, 1, -1], np.float32)
     wi, wo, uv = q["wi"][:n], q["wo"][:n], q["uv"][:n]
-    assert np.all(nm.evaluate(mat_a, uv, wi, wo * mirror, 0.0) == 0)
-    assert np.all(nm.evaluate(mat_a, uv, wi * mirror, wo, 0.0) == 0)
-    above = nm.evaluate(mat_a, uv, wi, wo, 0.0)
+    assert np.all(mat_a.evaluate(uv, wi, wo * mirror, 0.0) == 0)
+    assert np.all(mat_a.evaluate(uv, wi * mirror, wo, 0.0) == 0)
+    above = mat_a.evaluate(uv, wi, wo, 0.0)
     assert above.max() > 0
-    np.testing.assert_allclose(nm.evaluate(mat_a, uv, wi * mirror, wo * mirror, 0.0), above, rtol=1e-6)
-    np.testing.assert_allclose(nm.pdf(mat_a, uv, wi * mirror, wo * mirror, 0.0), nm.pdf(mat_a, uv, wi, wo, 0.0),
+    np.testing.assert_allclose(mat_a.evaluate(uv, wi * mirror, wo * mirror, 0.0), above, rtol=1e-6)
+    np.testing.assert_allclose(mat_a.pdf(uv, wi * mirror, wo * mirror, 0.0), mat_a.pdf(uv, wi, wo, 0.0),
                                rtol=1e-6)
-    wo_up, weight_up, pdf_up = nm.sample(mat_a, uv, wi, 0.0)
-    wo_down, weight_down, pdf_down = nm.sample(mat_a, uv, wi * mirror, 0.0)
+    wo_up, weight_up, pdf_up = mat_a.sample(uv, wi, 0.0)
+    wo_down, weight_down, pdf_down = mat_a.sample(uv, wi * mirror, 0.0)
     ok = pdf_up > 0  # the same random numbers: the same samples fail
     assert ok.sum() > n // 2 and np.all(pdf_down[~ok] == 0)
     np.testing.assert_allclose(wo_down[ok], wo_up[ok] * mirror, rtol=1e-6)
@@ -273,15 +275,15 @@ def test_a_set_dispatches_each_material_by_id(device, mat_a, mat_b, queries):
     mset = nm.NeuralMaterialSet(device, [mat_a, mat_b], mlp="loop")
     assert mset.module.is_set and len(mset.module.members) == 2
     ids = np.random.default_rng(9).integers(0, 2, N).astype(np.uint32)
-    qs = nm._queries(q["uv"], q["wi"], q["wo"], q["lod"])
+    qs = query_records(q["uv"], q["wi"], q["wo"], q["lod"])
     f = nm.run_queries(mset, "evaluate", 3, qs, 3, ids)
     s = nm.run_queries(mset, "sample", 7, qs, 3, ids)
     for k, m in enumerate((mat_a, mat_b)):
         sel = ids == k
-        fk = nm.evaluate(m, q["uv"][sel], q["wi"][sel], q["wo"][sel], q["lod"][sel])
+        fk = m.evaluate(q["uv"][sel], q["wi"][sel], q["wo"][sel], q["lod"][sel])
         assert rel(f[sel], fk, 1e-6).max() < 1e-5
     # sample uses RNG.create(seed, i): compare with the single material at the same query indices
-    single = [nm.run_queries(m, "sample", 7, qs, 3) for m in (mat_a, mat_b)]
+    single = [nm.run_queries(m.set, "sample", 7, qs, 3) for m in (mat_a, mat_b)]
     expected = np.where((ids == 0)[:, None], single[0], single[1])
     assert rel(s, expected, 1e-6).max() < 1e-4
 
@@ -305,12 +307,12 @@ def test_coopvec_path_on_the_cpu_device(cpu_device, mat_a, assets, queries):
     assert coop.mlp == "coopvec" and coop.set.defines()["NEURAL_COOPVEC"] == "1"
     n = 64
     q = {k: v[:n] for k, v in queries.items()}
-    f = nm.evaluate(coop, q["uv"], q["wi"], q["wo"], q["lod"])
-    p = nm.pdf(coop, q["uv"], q["wi"], q["wo"], q["lod"])
-    wo, weight, pdf = nm.sample(coop, q["uv"], q["wi"], q["lod"], seed=2)
-    f_loop = nm.evaluate(mat_a, q["uv"], q["wi"], q["wo"], q["lod"])
-    p_loop = nm.pdf(mat_a, q["uv"], q["wi"], q["wo"], q["lod"])
-    wo_loop, _, pdf_loop = nm.sample(mat_a, q["uv"], q["wi"], q["lod"], seed=2)
+    f = coop.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
+    p = coop.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
+    wo, weight, pdf = coop.sample(q["uv"], q["wi"], q["lod"], seed=2)
+    f_loop = mat_a.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
+    p_loop = mat_a.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
+    wo_loop, _, pdf_loop = mat_a.sample(q["uv"], q["wi"], q["lod"], seed=2)
     assert rel(f, f_loop, 1e-4).max() < 2e-2
     assert np.quantile(rel(p, p_loop, 1e-4), 0.95) < 5e-2
     assert ((pdf > 0) == (pdf_loop > 0)).mean() > 0.9  # same samples accepted (wo above the surface)
@@ -346,10 +348,10 @@ def test_coopvec_path_on_the_device(device, mat_a, assets, queries):
     """Tensor cores on a real GPU (inferencing-optimal matrices) against the loop path."""
     coop = nm.NeuralMaterial.from_asset(device, assets["a"], mlp="coopvec")
     q = queries
-    f = nm.evaluate(coop, q["uv"], q["wi"], q["wo"], q["lod"])
-    p = nm.pdf(coop, q["uv"], q["wi"], q["wo"], q["lod"])
-    f_loop = nm.evaluate(mat_a, q["uv"], q["wi"], q["wo"], q["lod"])
-    p_loop = nm.pdf(mat_a, q["uv"], q["wi"], q["wo"], q["lod"])
+    f = coop.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
+    p = coop.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
+    f_loop = mat_a.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
+    p_loop = mat_a.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
     assert rel(f, f_loop, 1e-4).max() < 2e-2
     assert np.quantile(rel(p, p_loop, 1e-4), 0.95) < 5e-2
 
@@ -362,7 +364,7 @@ def test_coopvec_without_the_feature_is_one_clear_error(device, assets, caplog):
     with pytest.raises(NeumatError, match="cooperative_vector") as e:
         nm.NeuralMaterial.from_asset(device, assets["a"], mlp="coopvec")
     assert "a.neumat" in str(e.value)
-    nm._fallback_said.discard(id(device))
+    device_state(device, nm.__name__).pop("fallback_said", None)
     with caplog.at_level(logging.INFO, logger="neumat.neural"):
         first = nm.NeuralMaterial.from_asset(device, assets["a"])
         nm.NeuralMaterial.from_asset(device, assets["b"])

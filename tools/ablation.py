@@ -106,7 +106,7 @@ def noise_study(names: list[str], args) -> None:
         n = 4096
         uv = rng.random((n, 2)).astype(np.float32)
         for cfg in FLAT_PATCH_CONFIGS:
-            f = ref.evaluate(material, np.repeat(uv, repeats, 0), np.tile(cfg.wi, (n * repeats, 1)),
+            f = material.evaluate(np.repeat(uv, repeats, 0), np.tile(cfg.wi, (n * repeats, 1)),
                              np.tile(cfg.wo, (n * repeats, 1)), 0.0, n_walks=1, seed=args.seed)
             f = f.reshape(n, repeats, 3)
             mean = f.mean(1).mean()

@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
     warm = slice(0, 64)  # compiles the kernels outside the timed runs
     start = time.perf_counter()
-    ref.evaluate(materials[0], uv[warm], wi[warm], wo[warm], 0.0)
-    ref.sample(materials[0], uv[warm], wi[warm], 0.0)
-    ref.pdf(materials[0], uv[warm], wi[warm], wo[warm], 0.0)
+    materials[0].evaluate(uv[warm], wi[warm], wo[warm], 0.0)
+    materials[0].sample(uv[warm], wi[warm], 0.0)
+    materials[0].pdf(uv[warm], wi[warm], wo[warm], 0.0)
     print(f"first dispatch of each kernel (Slang compilation and pipeline creation, cached on disk): "
           f"{time.perf_counter() - start:.1f} s\n")
 
@@ -86,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{'sample/s':>12s} {'pdf/s':>12s}")
     for material in materials:
         lod = rng.uniform(0, len(material.pyramid), n).astype(np.float32)
-        pairs = [(rate(lambda: ref.evaluate(material, uv, wi, wo, lod, n_walks=args.n_walks, seed=args.seed), n),
-                  rate(lambda: ref.evaluate(material, uv, wi, wo, lod, seed=args.seed, walk=plain), n))
+        pairs = [(rate(lambda: material.evaluate(uv, wi, wo, lod, n_walks=args.n_walks, seed=args.seed), n),
+                  rate(lambda: material.evaluate(uv, wi, wo, lod, seed=args.seed, walk=plain), n))
                  for _ in range(REPEATS)]
         e, e0 = sorted(pairs, key=lambda p: p[0] / p[1])[REPEATS // 2]
-        s = rate(lambda: ref.sample(material, uv, wi, lod, seed=args.seed), n)
-        p = rate(lambda: ref.pdf(material, uv, wi, wo, lod), n)
+        s = rate(lambda: material.sample(uv, wi, lod, seed=args.seed), n)
+        p = rate(lambda: material.pdf(uv, wi, wo, lod), n)
         print(f"{material.name:24s} {len(material.layout.layer_types):6d} {material.width:3d} "
               f"{e:12,.0f} {e0:13,.0f} {e / e0:6.2f} {s:12,.0f} {p:12,.0f}")
     return 0

@@ -35,6 +35,7 @@ import slangpy as spy  # noqa: E402
 
 from neumat.renderer.core.device import create_device, device_report  # noqa: E402
 from neumat.renderer.core.kernels import COMPILE_STATS, compute_kernel  # noqa: E402
+from neumat.renderer.materials.query import QUERY_STRIDE  # noqa: E402
 from neumat.renderer.neural import material as nm  # noqa: E402
 from neumat.renderer.materials import reference as ref  # noqa: E402
 from neumat.renderer.neural.asset import load_asset  # noqa: E402
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = np.random.default_rng(args.seed)
     levels = neural["2x32"].num_levels
-    q = np.zeros((n, nm.QUERY_STRIDE), np.float32)
+    q = np.zeros((n, QUERY_STRIDE), np.float32)
     q[:, 0:2] = rng.random((n, 2))
     q[:, 2] = rng.uniform(0.0, levels - 1, n)
     q[:, 3:6], q[:, 6:9] = upper_hemisphere(rng, n), upper_hemisphere(rng, n)

@@ -50,7 +50,7 @@ def patch(material: ref.ReferenceMaterial, config, texels: int, walks: int, seed
     uv = patch_uv(material.resolution[1], texels)
     n = len(uv)
     walk = replace(material.walk, n_walks=walks, terms=terms, plain=plain)
-    f = ref.evaluate(material, uv, np.tile(config.wi, (n, 1)), np.tile(config.wo, (n, 1)), 0.0, seed=seed, walk=walk)
+    f = material.evaluate(uv, np.tile(config.wi, (n, 1)), np.tile(config.wo, (n, 1)), 0.0, seed=seed, walk=walk)
     return (f * np.float32(LIGHT_IRRADIANCE)).reshape(texels, texels, 3)
 
 

@@ -224,12 +224,12 @@ class BatchSource:
         m = cfg.target_queries
         if cone > 0:  # each walk its own jittered wo: m queries of one walk
             wo_q = np.concatenate([jitter_in_cone(rng, wo, cone) for _ in range(m)])
-            f = ref.evaluate(self.reference, np.tile(uv, (m, 1)).astype(np.float32),
+            f = self.reference.evaluate(np.tile(uv, (m, 1)).astype(np.float32),
                              np.tile(wi, (m, 1)).astype(np.float32), wo_q.astype(np.float32),
                              np.tile(level, m).astype(np.float32), n_walks=1, seed=step_seed(self.seed, step))
             target = f.reshape(m, n, 3).mean(0)
         else:  # one query of m walks: half the time, and its stratified walks are less noisy
-            target = ref.evaluate(self.reference, uv.astype(np.float32), wi.astype(np.float32),
+            target = self.reference.evaluate(uv.astype(np.float32), wi.astype(np.float32),
                                   wo.astype(np.float32), level.astype(np.float32), n_walks=m,
                                   seed=step_seed(self.seed, step))
         target = np.where(np.isfinite(target), np.maximum(target, 0.0), 0.0)

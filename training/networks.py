@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from neumat.renderer.neural.asset import DIRECTION_FEATURES
+
 EVALUATOR_SIZES: dict[str, list[int]] = {"2x16": [16, 16], "2x32": [32, 32], "3x64": [64, 64, 64]}
 DEFAULT_EVALUATOR = "2x32"
 
 ENCODER_HIDDEN = [64, 64, 64, 64]
-DIRECTION_FEATURES = 12  # wi and wo in both learned frames (training/frames.py)
 
 
 class MLP(nn.Module):

@@ -30,7 +30,8 @@ import torch
 from neumat.renderer.core.atomic_files import atomic_output
 from neumat.renderer.images.io import to_display, write_image
 from neumat.renderer.images.metrics import display_exposure, flip_error, psnr
-from neumat.renderer.images.panels import enlarge, figure, save_png
+from neumat.renderer.images.io import write_png
+from neumat.renderer.images.panels import enlarge, figure
 from neumat.renderer.materials import reference as ref
 from neumat.renderer.materials.graph import Material
 from neumat.renderer.neural.asset import MANIFEST_NAME
@@ -130,7 +131,7 @@ def flat_patch_reference(reference: ref.ReferenceMaterial, config: PatchConfig, 
     texels = texels or patch_texels(res)
     uv = patch_uv(res, texels)
     n = len(uv)
-    f = ref.evaluate(reference, uv, np.tile(config.wi, (n, 1)), np.tile(config.wo, (n, 1)), 0.0,
+    f = reference.evaluate(uv, np.tile(config.wi, (n, 1)), np.tile(config.wo, (n, 1)), 0.0,
                      n_walks=n_walks, seed=seed)
     return (f * np.float32(LIGHT_IRRADIANCE)).reshape(texels, texels, 3)
 
@@ -216,7 +217,7 @@ def reference_target(reference: ref.ReferenceMaterial, uv: np.ndarray, wi: np.nd
                      level: np.ndarray, seed: int, n_walks: int = HELDOUT_WALKS) -> np.ndarray:
     """The training target (training/data.py): the reference at the query's level of its
     prefiltered parameter pyramid, averaged over n_walks walks, [N, 3]."""
-    return ref.evaluate(reference, uv, wi, wo, level, n_walks=n_walks, seed=seed)
+    return reference.evaluate(uv, wi, wo, level, n_walks=n_walks, seed=seed)
 
 
 @torch.no_grad()
@@ -321,7 +322,7 @@ def bake_report(model: NeuralMaterial, reference: ref.ReferenceMaterial, materia
                     f"display: {exposure:+.1f} EV, ACES, sRGB")
         captions = (f"reference ({used} walks, noise FLIP {noise:.3f})", f"neural ({model.config.evaluator})",
                     "FLIP error (black 0, yellow 1)")
-        save_png(side_by_side(ref_img, nn_img, error_map, exposure, title, subtitle, captions), png)
+        write_png(png, side_by_side(ref_img, nn_img, error_map, exposure, title, subtitle, captions))
         write_image(out_dir / f"flat_{cfg.name}_reference.exr", ref_img)
         write_image(out_dir / f"flat_{cfg.name}_neural.exr", nn_img)
         configs.append({

@@ -71,6 +71,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from neumat.renderer.images.color import LUMINANCE
 from neumat.renderer.materials.reference import ReferenceMaterial
 from neumat.training.data import Batch, BatchSource, DataConfig, Prefetcher
 from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
@@ -78,7 +79,6 @@ from neumat.training.networks import EVALUATOR_SIZES, Evaluator
 from neumat.training.losses import LOG_EPS, LOSSES, log_correlation, log_l1, skill
 from neumat.training.watchdog import Watchdog
 
-LUMINANCE = (0.2126, 0.7152, 0.0722)
 VALIDATION_STEP = 1 << 40  # batch numbers from here on are never used for training
 HISTORY_KEYS = ("step", "loss", "sampler_loss", "lr", "correlation")  # of a step's record, kept every log_every
 CHECKPOINT_FORMAT = 2  # 2: only tensors and plain values, loadable with torch.load(weights_only=True)

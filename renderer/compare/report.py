@@ -16,8 +16,7 @@ import numpy as np
 
 from neumat.renderer.core.atomic_files import atomic_output
 from neumat.renderer.core.errors import NeumatError
-from neumat.renderer.images.io import write_image
-from neumat.renderer.images.panels import save_png
+from neumat.renderer.images.io import write_image, write_png
 
 METRICS_FORMAT_VERSION = 1
 
@@ -182,10 +181,10 @@ def write_report(out_dir: Path, report: ComparisonReport, stems: tuple[str, str]
         uris[stem] = _png_data_uri(Image.open(out_dir / f"{stem}.png"))
     flip_png = out_dir / "flip.png"
     flip_img = Image.fromarray(np.round(np.clip(report.flip_magma, 0, 1) * 255).astype(np.uint8), "RGB")
-    save_png(flip_img, flip_png)
+    write_png(flip_png, flip_img)
     written.append(flip_png)
     figure_png = out_dir / "side_by_side.png"
-    save_png(report.figure, figure_png)
+    write_png(figure_png, report.figure)
     written.append(figure_png)
     payload = {"format_version": METRICS_FORMAT_VERSION, "title": report.title,
                "reference": report.names[0], "test": report.names[1], "context": report.context,
@@ -263,7 +262,7 @@ def write_fidelity_report(out_dir: Path, fidelity) -> list[Path]:
                            f"{summary['material']}: {name}",
                            f"FLIP {rec['flip']:.4f}; reference {rec['reference']['spp']} spp, neural "
                            f"{rec['neural']['spp']} spp")
-        save_png(fig, out_dir / f"{name}.png")
+        write_png(out_dir / f"{name}.png", fig)
         written.append(out_dir / f"{name}.png")
         figures[name] = fig
         zoom = max(1, 256 // max(v.reference.image.shape[:2]))
@@ -273,7 +272,7 @@ def write_fidelity_report(out_dir: Path, fidelity) -> list[Path]:
         rows.append([(enlarge(p, zoom), c) for p, c in zip(panels, captions)])
     overview = figure(rows, f"neumat compare --material {summary['material']}",
                       f"mean FLIP {summary['mean_flip']:.4f} over {len(rows)} views")
-    save_png(overview, out_dir / "views.png")
+    write_png(out_dir / "views.png", overview)
     written.append(out_dir / "views.png")
     payload = {"format_version": METRICS_FORMAT_VERSION, "kind": "material fidelity", **summary,
                "notes": FIDELITY_NOTES}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import slangpy as spy
 
+from neumat.renderer.core.device_state import device_state
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.core.paths import SHADER_DIR, cache_dir
 from neumat.renderer.core.vulkan_info import PhysicalDeviceInfo, query_physical_devices
@@ -112,13 +113,22 @@ def _physical_info(name: str) -> PhysicalDeviceInfo | None:
     return next((p for p in query_physical_devices() if p.name == name), None)
 
 
+def is_software_device(device: spy.Device) -> bool:
+    """Whether `device` runs on lavapipe (software Vulkan): dispatch sizes and defaults follow it."""
+    state = device_state(device, __name__)
+    if "software" not in state:
+        phys = _physical_info(device.info.adapter_name)
+        state["software"] = is_software_adapter(device.info.adapter_name, phys.vendor_id if phys else MESA_VENDOR_ID)
+    return state["software"]
+
+
 def device_report(device: spy.Device) -> DeviceReport:
     name = device.info.adapter_name
     phys = _physical_info(name)
     vendor = phys.vendor_id if phys else 0
     if vendor == NVIDIA_VENDOR_ID:
         kind = "NVIDIA GPU"
-    elif is_software_adapter(name, vendor or MESA_VENDOR_ID):
+    elif is_software_device(device):
         kind = "software (lavapipe)"
     else:
         kind = "GPU"

@@ -13,21 +13,11 @@ import numpy as np
 
 from neumat.renderer.core.atomic_files import atomic_output
 from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.color import srgb_decode, srgb_encode
 
 IMAGE_EXTENSIONS = (".exr", ".png")  # what neumat writes
 READ_EXTENSIONS = (*IMAGE_EXTENSIONS, ".jpg", ".jpeg")  # what it reads: artists' texture maps come as JPEG too
 MAX_IMAGE_PIXELS = 16384 * 8192  # a 16k equirectangular map: 2 GiB as float32 RGBA
-
-
-def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """Linear [0,1] -> sRGB-encoded [0,1] (IEC 61966-2-1 piecewise curve)."""
-    c = np.clip(linear, 0.0, 1.0)
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1 / 2.4) - 0.055)
-
-
-def srgb_decode(encoded: np.ndarray) -> np.ndarray:
-    c = np.clip(encoded, 0.0, 1.0)
-    return np.where(c <= 0.04045, c / 12.92, np.power((c + 0.055) / 1.055, 2.4))
 
 
 def _aces(x: np.ndarray) -> np.ndarray:
@@ -67,6 +57,19 @@ def check_output_path(path: str | Path, extensions: tuple[str, ...] = IMAGE_EXTE
         raise NeumatError(f"{path}: the folder '{path.parent}' does not exist")
     if not os.access(path.parent, os.W_OK):
         raise NeumatError(f"{path}: the folder '{path.parent}' is not writable")
+    return path
+
+
+def write_png(path: str | Path, pixels) -> Path:
+    """Writes display pixels (HxWx3 uint8, sRGB as shown, or a PIL image: figures) to a PNG,
+    atomically; returns the path."""
+    from PIL import Image
+
+    path = check_output_path(path, (".png",))
+    if not isinstance(pixels, Image.Image):
+        pixels = Image.fromarray(np.ascontiguousarray(pixels, np.uint8), "RGB")
+    with atomic_output(path) as tmp:
+        pixels.save(tmp, format="PNG")
     return path
 
 

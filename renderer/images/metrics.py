@@ -10,14 +10,11 @@ import math
 import numpy as np
 
 from neumat.renderer.core.errors import NeumatError
-from neumat.renderer.images.io import srgb_encode, tonemap
+from neumat.renderer.images.color import luminance, srgb_encode
+from neumat.renderer.images.io import tonemap
 
 DISPLAY_KEY = 0.18  # display_exposure maps the log-average luminance to this
 RELATIVE_MSE_EPS = 0.01  # relative MSE = (y - t)^2 / (t^2 + eps)
-
-
-def luminance(image: np.ndarray) -> np.ndarray:
-    return image[..., 0] * 0.2126 + image[..., 1] * 0.7152 + image[..., 2] * 0.0722
 
 
 def check_image(name: str, image: np.ndarray, shape: tuple | None = None) -> np.ndarray:

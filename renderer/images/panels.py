@@ -1,11 +1,9 @@
 """Figures made of captioned image panels (the bake report's flat patches, `neumat compare`'s
 side-by-side with its zoomed crops): a title, then rows of equally tall panels on a dark ground."""
 
-from pathlib import Path
 
 import numpy as np
 
-from neumat.renderer.core.atomic_files import atomic_output
 
 BACKGROUND = (24, 24, 24)
 GAP, MARGIN, CAPTION = 8, 10, 24
@@ -50,7 +48,3 @@ def figure(rows: list[list[tuple[np.ndarray, str]]], title: str, subtitle: str =
     return img
 
 
-def save_png(img, path: str | Path) -> None:
-    """Writes a PIL image atomically."""
-    with atomic_output(path) as tmp:
-        img.save(tmp, format="PNG")

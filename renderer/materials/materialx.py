@@ -64,7 +64,7 @@ def to_rec709(rgb: np.ndarray, space: str) -> np.ndarray | None:
         return None
     transfer, matrix = COLOR_SPACES[space]
     if transfer == _SRGB_CURVE:
-        from neumat.renderer.images.io import srgb_decode
+        from neumat.renderer.images.color import srgb_decode
         rgb = srgb_decode(rgb)
     elif transfer is not None:
         rgb = np.clip(rgb, 0, None) ** transfer

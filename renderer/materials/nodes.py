@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.color import luminance
 from neumat.renderer.images.io import read_rgba
 from neumat.renderer.core.numbers import check_number
 
@@ -245,7 +246,6 @@ class Constant(NodeType):
         return args["value"][None, None, :]
 
 
-_LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 
 
 def _resample_wrapped(img: np.ndarray, n: int, repeat: tuple[int, int]) -> np.ndarray:
@@ -309,7 +309,7 @@ class ImageFile(NodeType):
         px = args["pixels"]
         channel = args["channel"]
         if channel == "luminance":
-            px = px[..., :3] @ _LUMINANCE
+            px = luminance(px[..., :3])
             px = px[..., None]
         elif channel:
             px = px[..., "rgba".index(channel), None]

@@ -8,10 +8,9 @@ multiple of 4) and one level table shared by all materials of the set, one recor
 settings. A `MaterialSet` packs several materials for a path tracer; a `ReferenceMaterial` owns a
 set of one.
 
-`evaluate`, `sample`, `pdf`, `albedo` and `fetch_parameters` take numpy arrays of any length,
-split them into chunks of at most CHUNK queries so device memory stays bounded, and return numpy
-arrays. Query i uses the random stream RNG.create(seed, i), so the output does not depend on the
-chunking.
+`ReferenceMaterial` implements the material query interface (materials/query.py): evaluate,
+sample, pdf and albedo on batched arrays, plus `fetch_parameters` (the filtered parameter vector).
+Its evaluate takes the walk settings per call (`n_walks=`, `walk=`).
 """
 
 from collections.abc import Sequence
@@ -21,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import slangpy as spy
 
+from neumat.renderer.core.device_state import device_state
 from neumat.renderer.core.kernels import compute_kernel
 from neumat.renderer.materials.layout import BOTTOM_TYPES, LAYER_TYPES, MAX_LAYERS, StackLayout
+from neumat.renderer.materials.query import Material, dispatch_queries, query_records
 
 QUERY_MODULE = "materials/reference_queries.slang"
-QUERY_STRIDE = 9  # u, v, lod, wi.xyz, wo.xyz (reference_queries.slang)
-CHUNK = 1 << 20   # queries per dispatch
+QUERY_ENTRIES = {"evaluate": "evaluateKernel", "sample": "sampleKernel", "pdf": "pdfKernel", "albedo": "albedoKernel",
+                 "fetch": "fetchKernel"}
 SHEEN_TABLE_SIZE = 32  # layered.slang SHEEN_TABLE_SIZE
 RECORD_UINTS = 1 + 2 * MAX_LAYERS + 3  # layered.slang MaterialRecord: LayerStack + 3 uints
 
@@ -34,7 +35,6 @@ TERM_TOP, TERM_CONNECT, TERM_FOLLOW = 1, 2, 4  # layered.slang TERM_*
 TERM_ALL = TERM_TOP | TERM_CONNECT | TERM_FOLLOW
 
 _BUFFER_USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.unordered_access
-_sheen_tables: dict[int, spy.Buffer] = {}
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,13 @@ class WalkSettings:
 
 def sheen_albedo_table(device: spy.Device) -> spy.Buffer:
     """SheenLobe's directional albedo on layered.slang's sheenTableNode grid, built once per device."""
-    if id(device) not in _sheen_tables:
+    state = device_state(device, __name__)
+    if "sheen_table" not in state:
         n = SHEEN_TABLE_SIZE * SHEEN_TABLE_SIZE
         table = device.create_buffer(element_count=n, struct_size=4, usage=_BUFFER_USAGE, label="sheen_albedo")
         compute_kernel(device, QUERY_MODULE, "tabulateSheenAlbedo").dispatch([n, 1, 1], vars={"results": table})
-        _sheen_tables[id(device)] = table
-    return _sheen_tables[id(device)]
+        state["sheen_table"] = table
+    return state["sheen_table"]
 
 
 def _check_pyramid(layout: StackLayout, pyramid: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -82,8 +83,10 @@ def _check_pyramid(layout: StackLayout, pyramid: Sequence[np.ndarray]) -> tuple[
     return tuple(levels)
 
 
-class ReferenceMaterial:
+class ReferenceMaterial(Material):
     """One layered material's parameters on the device."""
+
+    kind = "reference"
 
     def __init__(self, device: spy.Device, layout: StackLayout, pyramid: Sequence[np.ndarray],
                  name: str = "material", walk: WalkSettings = WalkSettings()):
@@ -121,6 +124,19 @@ class ReferenceMaterial:
         """Values for a kernel that declares `uniform ReferenceMaterialSet materials;` and
         `uniform uint materialIndex;` (as reference_queries.slang does)."""
         return {"materials": self.set.uniform(walk), "materialIndex": 0}
+
+    def query_kernel(self, query: str, n_walks: int | None = None, walk: WalkSettings | None = None):
+        """evaluate() averages `n_walks` random walks (default: the walk settings', which default to
+        the material's `walk`)."""
+        walk = walk or self.walk
+        if n_walks is not None:
+            walk = replace(walk, n_walks=n_walks)
+        return compute_kernel(self.device, QUERY_MODULE, QUERY_ENTRIES[query]), self.uniforms(walk)
+
+    def fetch_parameters(self, uv, lod) -> np.ndarray:
+        """The filtered per-texel parameter vector at (uv, lod) as the BSDF sees it, [N, K]."""
+        kernel, bindings = self.query_kernel("fetch")
+        return dispatch_queries(self.device, kernel, bindings, query_records(uv, None, None, lod), self.width)
 
 
 class MaterialSet:
@@ -165,89 +181,3 @@ class MaterialSet:
         """The ReferenceMaterialSet struct value."""
         return {"texels": self.texels, "levels": self.levels, "records": self.records,
                 "sheenAlbedo": self.sheen_table, "walk": (walk or self.walk).uniform()}
-
-
-def _queries(uv, wi, wo, lod) -> np.ndarray:
-    """The query records (reference_queries.slang): u, v, lod, wi, wo per row."""
-    uv = np.asarray(uv)
-    n = uv.shape[0] if uv.ndim == 2 else None
-    checked = [("uv", uv, 2), ("wi", wi, 3)] + ([("wo", wo, 3)] if wo is not None else [])
-    for name, a, width in checked:
-        a = np.asarray(a)
-        if a.ndim != 2 or a.shape[1] != width or (n is not None and a.shape[0] != n):
-            raise ValueError(f"{name} must have shape [{n if n is not None else 'N'}, {width}], got {a.shape}")
-    lod = np.asarray(lod)
-    if lod.ndim != 0 and lod.shape != (n,):
-        raise ValueError(f"lod must be a scalar or have shape [{n}], got {lod.shape}")
-    q = np.zeros((n, QUERY_STRIDE), np.float32)
-    q[:, 0:2], q[:, 2], q[:, 3:6] = uv, lod, wi
-    if wo is not None:
-        q[:, 6:9] = wo
-    return q
-
-
-def _run(material: ReferenceMaterial, entry: str, out_width: int, queries: np.ndarray, seed: int,
-         walk: WalkSettings) -> np.ndarray:
-    if not isinstance(material, ReferenceMaterial):
-        raise TypeError(f"expected a ReferenceMaterial, got {type(material).__name__}")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must fit in 32 bits, got {seed}")
-    n = queries.shape[0]
-    out = np.empty((n, out_width), np.float32)
-    if n == 0:
-        return out
-    device = material.device
-    kernel = compute_kernel(device, QUERY_MODULE, entry)
-    chunk = min(n, CHUNK)
-    query_buf = device.create_buffer(element_count=chunk * QUERY_STRIDE, struct_size=4,
-                                     usage=spy.BufferUsage.shader_resource)
-    result_buf = device.create_buffer(element_count=chunk * out_width, struct_size=4, usage=_BUFFER_USAGE)
-    bindings = material.uniforms(walk)
-    for start in range(0, n, chunk):
-        count = min(chunk, n - start)
-        block = queries[start:start + count]
-        if count < chunk:  # the last, partial chunk: pad so the upload fills the buffer
-            block = np.concatenate([block, np.zeros((chunk - count, QUERY_STRIDE), np.float32)])
-        query_buf.copy_from_numpy(np.ascontiguousarray(block).ravel())
-        kernel.dispatch([count, 1, 1], vars={**bindings, "queries": query_buf, "results": result_buf,
-                                             "count": count, "seed": seed, "firstIndex": start})
-        out[start:start + count] = result_buf.to_numpy().view(np.float32)[:count * out_width].reshape(count, out_width)
-    return out
-
-
-def evaluate(material: ReferenceMaterial, uv, wi, wo, lod, n_walks: int | None = None, seed: int = 0,
-             walk: WalkSettings | None = None) -> np.ndarray:
-    """eval(wi, wo) = f * |cos theta_o| at each query, averaged over n_walks random walks
-    (default: the walk settings', which default to the material's). uv [N, 2], wi/wo [N, 3] in the
-    shading frame, lod scalar or [N]. Returns [N, 3] float32."""
-    walk = walk or material.walk
-    if n_walks is not None:
-        walk = replace(walk, n_walks=n_walks)
-    return _run(material, "evaluateKernel", 3, _queries(uv, wi, wo, lod), seed, walk)
-
-
-def sample(material: ReferenceMaterial, uv, wi, lod, seed: int = 0
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One random walk per query: wo [N, 3], weight [N, 3] (the walk's throughput, an unbiased
-    estimate of eval / pdf) and the approximate pdf [N] (0 marks a failed sample)."""
-    out = _run(material, "sampleKernel", 7, _queries(uv, wi, None, lod), seed, material.walk)
-    return out[:, :3], out[:, 3:6], out[:, 6]
-
-
-def pdf(material: ReferenceMaterial, uv, wi, wo, lod, seed: int = 0) -> np.ndarray:
-    """The (approximate, deterministic) density of sample() at wo, [N]."""
-    return _run(material, "pdfKernel", 1, _queries(uv, wi, wo, lod), seed, material.walk)[:, 0]
-
-
-def albedo(material: ReferenceMaterial, uv, lod) -> np.ndarray:
-    """The material's cheap albedo estimate (layer reflectances blended top-down by presence), [N, 3]."""
-    uv = np.asarray(uv)
-    queries = _queries(uv, np.zeros((len(uv) if uv.ndim else 0, 3), np.float32), None, lod)
-    return _run(material, "albedoKernel", 3, queries, 0, material.walk)
-
-
-def fetch_parameters(material: ReferenceMaterial, uv, lod) -> np.ndarray:
-    """The filtered per-texel parameter vector at (uv, lod) as the BSDF sees it, [N, K]."""
-    uv = np.asarray(uv)
-    queries = _queries(uv, np.zeros((len(uv) if uv.ndim else 0, 3), np.float32), None, lod)
-    return _run(material, "fetchKernel", material.width, queries, 0, material.walk)

@@ -40,12 +40,11 @@ import numpy as np
 
 from neumat.renderer.core.atomic_files import atomic_output
 from neumat.renderer.core.errors import NeumatError
-from neumat.renderer.neural.asset import NeuralAsset
+from neumat.renderer.neural.asset import DIRECTION_FEATURES, NeuralAsset
 from neumat.renderer.core.paths import cache_dir
 
 GENERATOR_VERSION = 5
 LATENT_CHANNELS = 8  # shaders/neural/neural_material.slang NEURAL_LATENT_CHANNELS
-DIRECTION_FEATURES = 12
 MAX_LAYERS = 12  # shaders/neural/mlp.slang NEURAL_MAX_LAYERS
 INTERLEAVE = 8  # outputs whose multiply-adds the loop path interleaves (_dense)
 COOP_ALIGN = 8  # CoopVec rows and columns are padded to multiples of this many halves (16 bytes)
@@ -54,6 +53,7 @@ KERNEL_ENTRIES = {
     "evaluate": "neuralEvaluateKernel",
     "sample": "neuralSampleKernel",
     "pdf": "neuralPdfKernel",
+    "albedo": "neuralAlbedoKernel",
     "latent": "neuralLatentKernel",
     "shade": "neuralShadeKernel",
 }

@@ -14,9 +14,10 @@ reports cooperative vectors and the loop path (weights inlined as constants) oth
 once per device in the log; `mlp="coopvec"` on a device without the feature is a NeumatError.
 slangpy's `cpu` device runs the CoopVec path through Slang's software fallback (row-major matrices).
 
-`evaluate`, `sample`, `pdf` and `fetch_latents` take numpy arrays of any length, split them into
-chunks of at most CHUNK queries and return numpy arrays. Query i uses the random stream
-RNG.create(seed, i): its first number picks the latent level, the next three drive sample().
+`NeuralMaterial` implements the material query interface (renderer/materials/query.py):
+evaluate, sample, pdf and albedo on batched arrays, plus `fetch_latents`. Query i uses the random
+stream RNG.create(seed, i): its first number picks the latent level, the next three drive sample().
+`run_queries` runs a query over a whole NeuralMaterialSet, each query on its own material.
 """
 
 import logging
@@ -29,21 +30,19 @@ import slangpy as spy
 
 from neumat.renderer.neural import codegen as codegen
 from neumat.renderer.core.device import REPORTED_FEATURES
+from neumat.renderer.core.device_state import device_state
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.core.kernels import COMPILE_STATS, compute_kernel
+from neumat.renderer.materials.query import Material, dispatch_queries, query_records
 from neumat.renderer.neural.asset import NeuralAsset, load_asset
 
 log = logging.getLogger("neumat.neural")
 
-QUERY_STRIDE = 9  # u, v, lod, wi.xyz, wo.xyz (shaders/neural/neural_queries.slang)
-CHUNK = 1 << 20
 MLP_PATHS = ("auto", "coopvec", "loop")
 RECORD_UINTS = 4 + 2 * codegen.MAX_LAYERS  # NeuralRecord
 COOP_OFFSET_ALIGN = 64  # bytes: CoopVec matrix and bias offsets
 
 _BUFFER_USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.unordered_access
-_fallback_said: set[int] = set()
-_kernels_warm: set[tuple] = set()
 
 
 def is_cpu_device(device: spy.Device) -> bool:
@@ -61,8 +60,9 @@ def choose_mlp_path(device: spy.Device, mlp: str = "auto", what: str = "neural m
                               f"'{device.info.adapter_name}' does not offer; use the loop path (mlp='loop' or 'auto')")
         return "coopvec"
     if mlp == "loop" or not has:
-        if mlp == "auto" and id(device) not in _fallback_said:
-            _fallback_said.add(id(device))
+        state = device_state(device, __name__)
+        if mlp == "auto" and not state.get("fallback_said"):
+            state["fallback_said"] = True
             log.info("'%s' has no cooperative vectors: neural materials use the loop MLP path (weights inlined "
                      "as constants)", device.info.adapter_name)
         return "loop"
@@ -183,17 +183,18 @@ class NeuralMaterialSet:
     def kernel(self, kind: str) -> spy.ComputeKernel:
         """The compute kernel of a query kind ('evaluate', 'sample', 'pdf', 'latent', 'shade', or
         'stage<k>' for the benchmark's breakdown)."""
-        key = (id(self.device), str(self.module.kernels_path), kind, self.mlp)
+        warm = device_state(self.device, __name__).setdefault("warm_kernels", set())
+        key = (str(self.module.kernels_path), kind, self.mlp)
         entry = (f"neuralStage{int(kind[5:])}Kernel" if kind.startswith("stage") else codegen.KERNEL_ENTRIES[kind])
         kernel = compute_kernel(self.device, str(self.module.kernels_path), entry, self.defines())
-        if key not in _kernels_warm:
+        if key not in warm:
             # Software drivers compile pipelines on first use: count that as compile time.
             start = time.perf_counter()
             buf = self.device.create_buffer(element_count=16, struct_size=4, usage=_BUFFER_USAGE)
             kernel.dispatch([1, 1, 1], vars={**self.bindings(buf, buf), "count": 0, "seed": 0, "firstIndex": 0})
             self.device.wait()
             COMPILE_STATS.seconds += time.perf_counter() - start
-            _kernels_warm.add(key)
+            warm.add(key)
         return kernel
 
     def bindings(self, queries: spy.Buffer, results: spy.Buffer, material_index: int = 0,
@@ -209,8 +210,10 @@ class NeuralMaterialSet:
                 "materialIds": ids, "queries": queries, "results": results}
 
 
-class NeuralMaterial:
+class NeuralMaterial(Material):
     """One neural asset on the device."""
+
+    kind = "neural"
 
     def __init__(self, device: spy.Device, asset: NeuralAsset, mlp: str = "auto"):
         self.device = device
@@ -239,93 +242,31 @@ class NeuralMaterial:
     def evaluator(self) -> str:
         return self.asset.evaluator
 
+    def query_kernel(self, query: str, n_walks: int | None = None):
+        """`n_walks` is accepted for the reference's evaluate() and ignored: a neural eval is
+        deterministic once the level is picked."""
+        return self.set.kernel(query), self.set.bindings(None, None)
+
+    def fetch_latents(self, uv, lod, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The latent each query's instance decodes [N, 8] and the level it picked [N] (int)."""
+        out = run_queries(self.set, "latent", 9, query_records(uv, None, None, lod), seed)
+        return out[:, :8], out[:, 8].astype(np.int64)
+
 
 # --- batched queries ------------------------------------------------------------------------------
 
-def _queries(uv, wi, wo, lod) -> np.ndarray:
-    """The query records: u, v, lod, wi, wo per row."""
-    uv = np.asarray(uv, dtype=np.float32)
-    if uv.ndim != 2 or uv.shape[1] != 2:
-        raise ValueError(f"uv must have shape [N, 2], got {uv.shape}")
-    n = uv.shape[0]
-    for name, a in (("wi", wi), ("wo", wo)):
-        if a is None:
-            continue
-        a = np.asarray(a)
-        if a.shape != (n, 3):
-            raise ValueError(f"{name} must have shape [{n}, 3], got {a.shape}")
-    lod = np.asarray(lod, dtype=np.float32)
-    if lod.ndim != 0 and lod.shape != (n,):
-        raise ValueError(f"lod must be a scalar or have shape [{n}], got {lod.shape}")
-    q = np.zeros((n, QUERY_STRIDE), np.float32)
-    q[:, 0:2], q[:, 2] = uv, lod
-    if wi is not None:
-        q[:, 3:6] = wi
-    if wo is not None:
-        q[:, 6:9] = wo
-    return q
-
-
-def run_queries(target: "NeuralMaterial | NeuralMaterialSet", kind: str, out_width: int, queries: np.ndarray,
-                seed: int = 0, material_ids: np.ndarray | None = None) -> np.ndarray:
-    """Runs one query kernel over `queries` [N, 9]; `material_ids` [N] picks each query's material in
-    a set (default: material 0). Returns [N, out_width] float32."""
-    if isinstance(target, NeuralMaterial):
-        mset = target.set
-    elif isinstance(target, NeuralMaterialSet):
-        mset = target
-    else:
-        raise TypeError(f"expected a NeuralMaterial or NeuralMaterialSet, got {type(target).__name__}")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must fit in 32 bits, got {seed}")
+def run_queries(mset: "NeuralMaterialSet", kind: str, out_width: int, queries: np.ndarray, seed: int = 0,
+                material_ids: np.ndarray | None = None) -> np.ndarray:
+    """Runs one query kernel of a set over `queries` [N, 9] (materials/query.py query_records);
+    `material_ids` [N] picks each query's material (default: material 0). Returns [N, out_width]."""
+    if not isinstance(mset, NeuralMaterialSet):
+        raise TypeError(f"expected a NeuralMaterialSet, got {type(mset).__name__}")
     n = queries.shape[0]
-    out = np.empty((n, out_width), np.float32)
-    if n == 0:
-        return out
-    device = mset.device
-    kernel = mset.kernel(kind)
-    chunk = min(n, CHUNK)
-    query_buf = device.create_buffer(element_count=chunk * QUERY_STRIDE, struct_size=4,
-                                     usage=spy.BufferUsage.shader_resource)
-    result_buf = device.create_buffer(element_count=chunk * out_width, struct_size=4, usage=_BUFFER_USAGE)
     ids_buf = None
     if material_ids is not None:
         ids = np.ascontiguousarray(material_ids, dtype=np.uint32)
         if ids.shape != (n,) or (n and int(ids.max()) >= len(mset.materials)):
             raise ValueError(f"material_ids must be [{n}] indices below {len(mset.materials)}")
-        ids_buf = device.create_buffer(data=ids, struct_size=4, usage=spy.BufferUsage.shader_resource)
-    bindings = mset.bindings(query_buf, result_buf, 0, ids_buf)
-    for start in range(0, n, chunk):
-        count = min(chunk, n - start)
-        block = queries[start:start + count]
-        if count < chunk:
-            block = np.concatenate([block, np.zeros((chunk - count, QUERY_STRIDE), np.float32)])
-        query_buf.copy_from_numpy(np.ascontiguousarray(block, dtype=np.float32).ravel())
-        kernel.dispatch([count, 1, 1], vars={**bindings, "count": count, "seed": seed, "firstIndex": start})
-        out[start:start + count] = result_buf.to_numpy().view(np.float32)[:count * out_width].reshape(count, out_width)
-    return out
-
-
-def evaluate(material: NeuralMaterial, uv, wi, wo, lod, n_walks: int | None = None, seed: int = 0) -> np.ndarray:
-    """eval(wi, wo) = f * |cos theta_o| at each query ([N, 3]; 0 unless wi.z > 0 and wo.z > 0).
-    uv [N, 2], wi/wo [N, 3] in the shading frame, lod scalar or [N]. `n_walks` is accepted for the
-    reference API's shape and ignored: a neural eval is deterministic once the level is picked."""
-    return run_queries(material, "evaluate", 3, _queries(uv, wi, wo, lod), seed)
-
-
-def sample(material: NeuralMaterial, uv, wi, lod, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One sample per query: wo [N, 3], weight = eval / pdf [N, 3], pdf [N] (0 marks a failed sample:
-    wo not on wi's side of the surface, or wi in it). Two-sided: wi below gives the mirror image."""
-    out = run_queries(material, "sample", 7, _queries(uv, wi, None, lod), seed)
-    return out[:, :3], out[:, 3:6], out[:, 6]
-
-
-def pdf(material: NeuralMaterial, uv, wi, wo, lod, seed: int = 0) -> np.ndarray:
-    """The sampler mixture's density of wo [N] (solid angle, over the whole sphere)."""
-    return run_queries(material, "pdf", 1, _queries(uv, wi, wo, lod), seed)[:, 0]
-
-
-def fetch_latents(material: NeuralMaterial, uv, lod, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The latent each query's instance decodes [N, 8] and the level it picked [N] (int)."""
-    out = run_queries(material, "latent", 9, _queries(uv, None, None, lod), seed)
-    return out[:, :8], out[:, 8].astype(np.int64)
+        ids_buf = mset.device.create_buffer(data=ids, struct_size=4, usage=spy.BufferUsage.shader_resource)
+    return dispatch_queries(mset.device, mset.kernel(kind), mset.bindings(None, None, 0, ids_buf), queries,
+                            out_width, seed)

@@ -27,9 +27,12 @@ import slangpy as spy
 
 from neumat.renderer.scene.environment import EnvironmentMap, load_environment
 from neumat.renderer.core.errors import NeumatError
-from neumat.renderer.core.kernels import COMPILE_STATS
+from neumat.renderer.core.device import is_software_device
+from neumat.renderer.core.device_state import device_state
+from neumat.renderer.core.kernels import COMPILE_STATS, load_program
 from neumat.renderer.scene.meshes import Mesh, load_mesh_file, procedural
 from neumat.renderer.core.numbers import FLOAT32_MAX
+from neumat.renderer.images.color import luminance
 from neumat.renderer.scene.scene_file import MaterialAssignment, Scene, resolve_materials
 
 SHADER = "render/pathtracer.slang"
@@ -48,8 +51,6 @@ ENVIRONMENT_SHARE = 0.5
 
 MATERIAL_KIND = {"reference": 0, "neural": 1}  # shaders/render/scene_geometry.slang MATERIAL_KIND_*
 
-_pipelines: dict[tuple, tuple] = {}
-_warm: set[tuple] = set()  # (device, variant) pipelines that have run once
 _BUILD_USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.acceleration_structure_build_input
 
 
@@ -64,24 +65,17 @@ def _neural_variant(neural_set) -> tuple:
     return (module.name, tuple(sorted(defines.items())), str(module.directory))
 
 
-def _session(device: spy.Device, variant: tuple):
-    if not variant:
-        return device.slang_session
-    _, defines, directory = variant
-    includes = [str(p) for p in device.slang_session.desc.compiler_options.include_paths]
-    options = spy.SlangCompilerOptions({"include_paths": includes + [directory], "defines": dict(defines)})
-    return device.create_slang_session(compiler_options=options)
-
-
 def _pipeline(device: spy.Device, variant: tuple = ()):
     """(program, pipeline, shader table) of the path tracer, compiled once per device and neural
     variant (_neural_variant; () is the reference-only path tracer)."""
-    key = (id(device), variant)
-    if key not in _pipelines:
+    pipelines = device_state(device, __name__)
+    if variant not in pipelines:
         start = time.perf_counter()
+        defines, include_dirs = (dict(variant[1]), [variant[2]]) if variant else (None, ())
+        what = f" with the neural set {variant[0]}" if variant else ""
+        program = load_program(device, SHADER, [RAY_GEN, MISS_RADIANCE, MISS_SHADOW, CLOSEST_HIT], defines,
+                               include_dirs, what)
         try:
-            session = _session(device, variant)
-            program = session.load_program(SHADER, [RAY_GEN, MISS_RADIANCE, MISS_SHADOW, CLOSEST_HIT])
             pipeline = device.create_ray_tracing_pipeline(
                 program=program, hit_groups=[spy.HitGroupDesc(hit_group_name=HIT_GROUP, closest_hit_entry_point=CLOSEST_HIT)],
                 max_recursion=1, max_ray_payload_size=PAYLOAD_BYTES, max_attribute_size=8, label="pathtracer")
@@ -89,22 +83,12 @@ def _pipeline(device: spy.Device, variant: tuple = ()):
                                                miss_entry_points=[MISS_RADIANCE, MISS_SHADOW],
                                                hit_group_names=[HIT_GROUP])
         except Exception as exc:  # slangpy raises SlangCompileError and RuntimeError
-            what = f" with the neural set {variant[0]}" if variant else ""
             raise NeumatError(f"Slang compilation of {SHADER}{what} failed:\n{exc}") from exc
         COMPILE_STATS.seconds += time.perf_counter() - start
         COMPILE_STATS.programs += 1
-        _pipelines[key] = (program, pipeline, table)
-    return _pipelines[key]
-
-
-def _is_software(device: spy.Device) -> bool:
-    name = device.info.adapter_name.lower()
-    return "llvmpipe" in name or "lavapipe" in name
-
-
-def _luminance(rgb) -> float:
-    r, g, b = (float(x) for x in rgb)
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+        pipelines[variant] = {"program": program, "pipeline": pipeline, "table": table, "warm": False}
+    p = pipelines[variant]
+    return p["program"], p["pipeline"], p["table"]
 
 
 @dataclass
@@ -234,7 +218,7 @@ class PathTracer:
             entries.append((LIGHT_ENVIRONMENT, np.zeros(4), np.zeros(4), (LIGHT_ENVIRONMENT, 0, 0, 0), None))
         for light in self.scene.lights:
             entries.append((LIGHT_POINT, np.append(light.position, 0.0), np.append(light.intensity, 0.0),
-                            (LIGHT_POINT, 0, 0, 0), 4.0 * math.pi * _luminance(light.intensity)))
+                            (LIGHT_POINT, 0, 0, 0), 4.0 * math.pi * float(luminance(light.intensity))))
         tri_cdf: list[np.ndarray] = []
         cdf_offset = 0
         for i in self.light_objects:
@@ -250,7 +234,7 @@ class PathTracer:
             cdf[-1] = 1.0
             tri_cdf.append(cdf.astype(np.float32))
             entries.append((LIGHT_AREA, np.array([0.0, 0.0, 0.0, total]), np.append(obj.emission, 0.0),
-                            (LIGHT_AREA, i, cdf_offset, len(areas)), math.pi * total * _luminance(obj.emission)))
+                            (LIGHT_AREA, i, cdf_offset, len(areas)), math.pi * total * float(luminance(obj.emission))))
             cdf_offset += len(cdf)
         n = len(entries)
         probs = np.zeros(n)
@@ -378,14 +362,14 @@ class PathTracer:
         """Compiles the pipeline and runs one empty dispatch: software drivers compile shader code
         on first use (lavapipe: tens of seconds without its disk cache), and that belongs to
         compile time, not render time. Returns the seconds spent here (0 once done)."""
-        key = (id(self.device), self.variant)
-        if key in _warm:
+        state = device_state(self.device, __name__)
+        if state.get(self.variant, {}).get("warm"):
             return 0.0
         start = time.perf_counter()
         _pipeline(self.device, self.variant)  # adds its own time to COMPILE_STATS
         first_use = time.perf_counter()
         Accumulator(self, 1, 1, max_depth=0).add(0)
-        _warm.add(key)
+        state[self.variant]["warm"] = True
         COMPILE_STATS.seconds += time.perf_counter() - first_use
         return time.perf_counter() - start
 
@@ -431,7 +415,7 @@ class PathTracer:
     def samples_per_dispatch(self, width: int, height: int) -> int:
         """Samples per pixel in one dispatch: short dispatches keep progress bars moving and
         lavapipe responsive."""
-        paths = PATHS_PER_DISPATCH_SOFTWARE if _is_software(self.device) else PATHS_PER_DISPATCH_GPU
+        paths = PATHS_PER_DISPATCH_SOFTWARE if is_software_device(self.device) else PATHS_PER_DISPATCH_GPU
         return max(1, paths // (width * height))
 
     def render(self, spp: int, seed: int = 0, max_depth: int | None = None, rr_depth: int | None = None,

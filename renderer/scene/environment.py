@@ -15,10 +15,10 @@ import numpy as np
 import slangpy as spy
 
 from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.images.color import luminance
 from neumat.renderer.scene.scene_file import EnvironmentSpec
 
 CONSTANT_MAP_SIZE = (64, 32)  # a constant environment as a map: (width, height)
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 
 
 @dataclass
@@ -58,7 +58,7 @@ class EnvironmentMap:
 
 def build_distribution(radiance: np.ndarray) -> Distribution | None:
     h, w = radiance.shape[:2]
-    lum = np.maximum(np.asarray(radiance[..., :3], np.float64) @ LUMINANCE, 0.0)
+    lum = np.maximum(luminance(np.asarray(radiance[..., :3], np.float64)), 0.0)
     # [1 2 1] tent: wrap in u, clamp in v.
     lum = 0.25 * (np.roll(lum, 1, axis=1) + 2.0 * lum + np.roll(lum, -1, axis=1))
     up = np.concatenate([lum[:1], lum[:-1]], axis=0)

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.materials.query import MATERIAL_KINDS
 from neumat.renderer.scene.meshes import MESH_EXTENSIONS, SHAPES, UV_PROJECTIONS
 from neumat.renderer.core.numbers import check_number
 from neumat.renderer.core.paths import ASSET_DIR
 
 SCENE_DIR = ASSET_DIR / "scenes"
 MODES = ("per-object", "reference", "neural")
-MATERIAL_KINDS = ("reference", "neural")
 ENVIRONMENT_TYPES = ("studio", "map", "constant", "none")
 LIGHT_TYPES = ("point",)
 MAX_RESOLUTION = 16384

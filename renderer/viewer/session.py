@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 import neumat.renderer.scene.scene_file as scene_module
-from neumat.renderer.images import panels
 from neumat.renderer.core.errors import NeumatError
-from neumat.renderer.images.io import check_output_path, to_display, write_image
+from neumat.renderer.images.io import to_display, write_image, write_png
 from neumat.renderer.images.metrics import ldr_flip_error
 from neumat.renderer.pathtracer.tracer import Accumulator, PathTracer, RenderResult, prepare_render
 from neumat.renderer.scene.scene_file import REFERENCE, NEURAL, Scene, find_scene, load_scene
@@ -63,15 +62,6 @@ class ObjectRow:
     kinds: tuple[str, ...]
     kind: str
     reason: str | None                  # why it is reference-only (None: it can be switched)
-
-
-def save_png(path: str | Path, pixels: np.ndarray) -> Path:
-    """Writes display pixels (HxWx3 uint8, sRGB as shown) to a PNG, atomically."""
-    from PIL import Image
-
-    path = check_output_path(path, (".png",))
-    image_panels.save_png(Image.fromarray(np.ascontiguousarray(pixels, np.uint8), "RGB"), path)
-    return path
 
 
 def heatmap(lod: np.ndarray) -> np.ndarray:
@@ -368,6 +358,6 @@ class ViewerSession:
         `folder` as <scene>-<view mode>-<spp>spp-<time>.png / .exr."""
         folder = Path(folder)
         stem = f"{self.scene.name}-{self.settings.view_mode}-{self.main_spp}spp-{time.strftime('%Y%m%d-%H%M%S')}"
-        png = save_png(folder / f"{stem}.png", self.image())
+        png = write_png(folder / f"{stem}.png", self.image())
         exr = write_image(folder / f"{stem}.exr", self.main_result().image)
         return [png, exr]

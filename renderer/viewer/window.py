@@ -24,7 +24,8 @@ from OpenGL.GL.shaders import compileProgram, compileShader
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.images.io import TONEMAPPERS
 from neumat.renderer.scene.scene_file import NEURAL, REFERENCE
-from neumat.renderer.viewer.session import LOD_RANGE, VIEW_MODES, ViewerSession, heatmap, save_png
+from neumat.renderer.images.io import write_png
+from neumat.renderer.viewer.session import LOD_RANGE, VIEW_MODES, ViewerSession, heatmap
 
 PANEL_WIDTH = 460
 DIVIDER_GRAB_PIXELS = 8       # a press this close to the split divider drags it, not the camera
@@ -254,7 +255,7 @@ class Viewer:
         self._draw_image(fb_w, fb_h)
         self.impl.render(imgui.get_draw_data())
         if screenshot is not None:
-            save_png(screenshot, self.read_pixels())
+            write_png(screenshot, self.read_pixels())
         glfw.swap_buffers(self.window)
 
     def _watch(self, now: float) -> None:
