@@ -14,6 +14,12 @@ from neumat.renderer.core.errors import NeumatError
 AOV_CHOICES = ("albedo", "normal", "material_id", "lod", "all")
 
 
+def denoised_path(out: Path) -> Path | None:
+    """Where --denoise writes the denoised image: into the PNG itself; beside an EXR (whose beauty
+    stays raw) as <name>.denoised.exr."""
+    return out.with_name(f"{out.stem}.denoised{out.suffix}") if out.suffix.lower() == ".exr" else None
+
+
 def aov_path(out: Path, name: str) -> Path:
     """Where AOV `name` of the image `out` goes: out.<name>.<ext> beside it."""
     return out.with_name(f"{out.stem}.{name}{out.suffix}")
@@ -76,10 +82,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     aovs = list(AOVS) if "all" in (args.aov or []) else list(dict.fromkeys(args.aov or []))
     for name in aovs:
         check_output_path(aov_path(out, name))
+    beside = denoised_path(out) if args.denoise else None
+    if beside is not None:
+        check_output_path(beside)
     spp, max_depth, seed = sampling_options(scene, args)
     width, height = scene.camera.image_size(args.width, args.height)
     resolve_materials(scene, args.mode)  # mode errors before any device work
 
+    denoiser = None
+    if args.denoise:  # a missing OIDN fails here, before any device work
+        from neumat.renderer.images.denoise import Denoiser
+
+        denoiser = Denoiser()
     device = create_device(args.device)
     log = (lambda msg: print(f"  {msg}", file=sys.stderr)) if args.verbose else None
     tracer, load = prepare_render(device, scene, args.mode, log=log, mlp=args.mlp)
@@ -91,8 +105,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     compile_seconds = COMPILE_STATS.seconds  # every Slang program of this process (studio table included)
     with tqdm(total=spp, unit="spp", desc=f"render {scene.name}", leave=False, file=sys.stderr) as bar:
         result = tracer.render(spp, seed, max_depth=max_depth, width=width, height=height, progress=bar.update)
-    write_image(out, result.image, args.exposure, args.tonemapper)
-    written = [str(out)]
+    written = []
+    if denoiser is not None:
+        denoised = denoiser(result.image, result.aovs["albedo"], result.aovs["normal"])
+        if beside is not None:
+            write_image(out, result.image)
+            written.append(str(out))
+        write_image(beside or out, denoised, args.exposure, args.tonemapper)
+        written.append(f"{beside or out} (denoised)")
+    else:
+        write_image(out, result.image, args.exposure, args.tonemapper)
+        written.append(str(out))
     for name in aovs:
         path = aov_path(out, name)
         write_aov(path, name, result.aovs[name])
@@ -108,7 +131,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     print(f"timings: load {load_seconds:.1f} s (meshes {load.meshes:.1f}, materials {load.materials:.1f}, "
           f"environment {load.environment:.1f}, acceleration structures {load.build:.1f}), "
           f"compile {compile_seconds:.1f} s, render {result.seconds:.2f} s = {result.ms_per_spp:.1f} ms/spp "
-          f"({result.samples_per_second / 1e6:.2f} M samples/s), total {time.perf_counter() - wall:.1f} s")
+          f"({result.samples_per_second / 1e6:.2f} M samples/s)"
+          + (f", denoise {denoiser.seconds:.2f} s" if denoiser is not None else "")
+          + f", total {time.perf_counter() - wall:.1f} s")
     return 0
 
 
@@ -138,6 +163,10 @@ def add_render_parser(sub, add_device_flag, add_display_flags) -> None:
     p.add_argument("--aov", action="append", choices=AOV_CHOICES, default=None, metavar="NAME",
                    help=f"also write an AOV beside the image as OUT.NAME.EXT ({', '.join(AOV_CHOICES)}); "
                         "repeatable")
+    p.add_argument("--denoise", action="store_true",
+                   help="denoise with Intel Open Image Denoise, guided by the albedo and normal AOVs: a PNG "
+                        "output holds the denoised image; an EXR output keeps the raw beauty and the denoised "
+                        "image goes beside it as OUT.denoised.exr")
     p.add_argument("--mlp", choices=MLP_CHOICES, default="auto",
                    help="neural decoders' code path: coopvec (tensor cores; needs the device feature "
                         "cooperative_vector), loop (plain shader arithmetic), or auto (coopvec where available)")

@@ -13,6 +13,7 @@ from neumat.renderer.core.errors import NeumatError
 
 DEFAULT_SCENE = "stage"
 DEFAULT_WINDOW = (1280, 720)
+DENOISE_CHOICES = ("moving", "always", "off")
 
 
 def _window_size(text: str) -> tuple[int, int]:
@@ -69,7 +70,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     try:
         settings = ViewSettings(render_scale=args.render_scale or 1.0, spp_cap=args.spp_cap, max_depth=args.max_depth,
                                 exposure=args.exposure, tonemapper=args.tonemapper, view_mode=args.view_mode,
-                                seed=args.seed)
+                                seed=args.seed, denoise=args.denoise != "off", denoise_always=args.denoise == "always")
         device = create_device(args.device)
         log(f"loading {scene_path} on {device.info.adapter_name}: material graphs, neural assets and the path "
             "tracer's compilation (on lavapipe the first run with a new set of assets compiles for a minute or more)")
@@ -118,6 +119,9 @@ def add_view_parser(sub, add_device_flag, add_display_flags) -> None:
     p.add_argument("--view-mode", choices=list(VIEW_MODES), default="beauty", help="the view at start "
                                                                                    "(default beauty)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--denoise", choices=DENOISE_CHOICES, default="moving",
+                   help="show the image denoised by Open Image Denoise: while moving (default: from a camera or "
+                        "setting change until 64 spp), always, or off; the N key toggles it")
     p.add_argument("--size", type=_window_size, default=DEFAULT_WINDOW, metavar="WxH",
                    help="window size (default 1280x720)")
     p.add_argument("--screenshot-dir", default=".", metavar="DIR",

@@ -224,7 +224,7 @@ def test_view_modes_and_screenshot(open_viewer, tmp_path):
     from neumat.renderer.images.io import read_image, to_display
     from neumat.renderer.viewer.session import VIEW_MODES
 
-    viewer = open_viewer(spp_cap=2, view_mode="split")
+    viewer = open_viewer(spp_cap=2, view_mode="split", denoise=False)  # raw images: tests/test_denoise.py has the denoised view
     session = viewer.session
     run_until_done(viewer)  # the view and the background reference
     assert session.reference_spp == 2 and session.reference is not None

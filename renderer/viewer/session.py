@@ -1,7 +1,8 @@
 """The viewer's render state, without any window or GL: the path tracer of a scene with both kinds
 of every object's material bound, the progressive accumulation of the view and of an all-reference
 image in the background (for the split and error views), view modes, screenshots and reloading
-changed files.
+changed files, and the denoised view (renderer/images/denoise.py: Open Image Denoise on the
+accumulated image and its albedo and normal AOVs).
 
 `step()` does one bounded piece of work (one dispatch sized to FRAME_BUDGET_SECONDS), so a window
 can call it once per frame and stay responsive; `image()` is what the view shows, as sRGB uint8.
@@ -28,6 +29,10 @@ from neumat.renderer.viewer.modes import VIEW_MODES
 
 FRAME_BUDGET_SECONDS = 0.1      # the longest dispatch step() aims for: the window stays responsive
 FLIP_INTERVAL_SECONDS = 1.0     # the error view recomputes FLIP at most this often
+# OIDN for the view (renderer/images/denoise.py): "fast" takes half the time of "high" and the
+# guides go in as they are, "noisy" (prefiltering them would cost 4x); docs/viewer.md, "Denoising".
+DENOISE_QUALITY, DENOISE_AUX = "fast", "noisy"
+DENOISED_MODES = ("beauty", "split")  # the error, lod and normals views show the raw data
 LOD_RANGE = 10.0                # the heatmap's top colour (a 1024-texel texture has levels 0..10)
 AUTO_SCALES = (1.0, 0.75, 0.5, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1)
 PROBE_SCALE = 0.1               # render scale of the calibration dispatches
@@ -50,6 +55,9 @@ class ViewSettings:
     env_rotation: float | None = None   # degrees about +y
     env_intensity: float = 1.0          # factor on the scene's environment radiance
     seed: int = 0
+    denoise: bool = True                # show the denoised image while the view is young (see below)
+    denoise_always: bool = False        # ... or at every sample count
+    denoise_until_spp: int = 64         # "while moving": until the still view has this many spp
 
 
 @dataclass
@@ -99,6 +107,8 @@ class ViewerSession:
         self.flip_mean: float | None = None
         if self.settings.spp_cap < 1:
             raise NeumatError(f"the samples-per-pixel cap must be >= 1, got {self.settings.spp_cap}")
+        if self.settings.denoise_until_spp < 1:
+            raise NeumatError(f"the denoise-until sample count must be >= 1, got {self.settings.denoise_until_spp}")
         self.tracer: PathTracer
         self._signatures: dict[Path, object] = {}
         self._seconds_per_path: float | None = None  # of the last dispatch: sizes the next one
@@ -106,6 +116,10 @@ class ViewerSession:
         self._flip: tuple | None = None              # (inputs, time, map) of the error view
         self._image: tuple | None = None             # (inputs, pixels) of the other views
         self._reference_kinds_used: list | None = None
+        self._denoiser = None                        # created on first use (loads OIDN)
+        self._denoised: dict[tuple, np.ndarray] = {}  # (accumulator, spp, columns) -> linear image
+        self.denoise_error: str | None = None        # why denoising is not available (then it is off)
+        self.denoise_seconds = 0.0                   # OIDN's time for the last denoised view
         self.scene: Scene
         self._build(first=True)
         self.orbit = OrbitCamera(self.scene.camera)
@@ -251,7 +265,9 @@ class ViewerSession:
             return False
         pixels = acc.width * acc.height
         per_path = self._seconds_per_path
-        budget = int(FRAME_BUDGET_SECONDS / (per_path * pixels)) if per_path else 1
+        # What the last frame's denoising took comes off this frame's budget.
+        seconds_left = FRAME_BUDGET_SECONDS - (self.denoise_seconds if self.denoising else 0.0)
+        budget = int(seconds_left / (per_path * pixels)) if per_path else 1
         count = max(1, min(budget, cap - acc.spp, self.tracer.samples_per_dispatch(acc.width, acc.height)))
         start = time.perf_counter()
         acc.add(count)
@@ -310,9 +326,59 @@ class ViewerSession:
             self.step()
         return self._result(self.reference)
 
+    # --- denoising --------------------------------------------------------------------------------
+    @property
+    def denoising(self) -> bool:
+        """Whether the view shows denoised images now: denoising on, the beauty or split view, and
+        the view young (fewer than `denoise_until_spp` samples per pixel since the camera or a
+        setting last changed: "while moving") or `denoise_always`. The split view denoises both
+        sides, each with its own AOVs."""
+        st = self.settings
+        if not st.denoise or st.view_mode not in DENOISED_MODES:
+            return False
+        return st.denoise_always or self.main_spp < st.denoise_until_spp
+
+    def _denoised_columns(self, acc: Accumulator, start: int, stop: int) -> np.ndarray:
+        """The linear image of `acc` in columns [start, stop), denoised from the same columns of its
+        beauty, albedo and normal (once per sample count: a split view denoises each side's columns
+        only, so it costs one image too)."""
+        key = (acc, acc.spp, start, stop)
+        if key not in self._denoised:
+            result = self._result(acc)
+            h = result.image.shape[0]
+            if stop <= start:
+                image = np.zeros((h, 0, 3), np.float32)
+            else:
+                if self._denoiser is None:
+                    from neumat.renderer.images.denoise import Denoiser
+
+                    self._denoiser = Denoiser(DENOISE_QUALITY, DENOISE_AUX)
+                columns = slice(start, stop)
+                image = self._denoiser(result.image[:, columns], result.aovs["albedo"][:, columns],
+                                       result.aovs["normal"][:, columns])
+                self.denoise_seconds += self._denoiser.seconds
+            live = (self.main, self.reference)
+            self._denoised = {k: v for k, v in self._denoised.items()
+                              if k[0] is not acc and any(k[0] is a for a in live) and k[0].spp == k[1]}
+            self._denoised[key] = image
+        return self._denoised[key]
+
+    def denoised_image(self) -> np.ndarray | None:
+        """The linear denoised beauty of the view (HxWx3 float32) when the beauty view shows one,
+        else None."""
+        if not self.denoising or self.settings.view_mode != "beauty":
+            return None
+        result = self.main_result()
+        return self._denoised_columns(self.main, 0, result.image.shape[1])
+
+    def set_denoise(self, on: bool) -> None:
+        """Turns the denoised view on or off (it stays off when OIDN is not available)."""
+        self.settings.denoise = bool(on) and self.denoise_error is None
+
     # --- what the view shows ----------------------------------------------------------------------
-    def _display(self, result: RenderResult) -> np.ndarray:
-        return to_display(result.image, self.settings.exposure, self.settings.tonemapper)
+    def _display(self, result: RenderResult | np.ndarray) -> np.ndarray:
+        linear = result if isinstance(result, np.ndarray) else result.image
+        return to_display(linear, self.settings.exposure, self.settings.tonemapper)
 
     def _flip_map(self) -> np.ndarray:
         """The FLIP map of the view against the reference, recomputed at most every
@@ -336,11 +402,19 @@ class ViewerSession:
         if mode == "error":
             return self._flip_map()
         st = self.settings
+        denoised = self.denoising
         key = (mode, self.main, self.main_spp, self.reference, self.reference_spp, st.exposure, st.tonemapper,
-               st.split)
+               st.split, denoised)
         if self._image is not None and self._image[0] == key:
             return self._image[1]
-        if mode == "beauty":
+        if denoised:
+            try:
+                image = self._denoised_view(result)
+            except NeumatError as exc:  # OIDN missing or failing: say so in the panel, show the raw view
+                self.denoise_error = str(exc)
+                st.denoise = False
+                return self.image()
+        elif mode == "beauty":
             image = self._display(result)
         elif mode == "split":
             left, right = self._display(result), self._display(self.reference_result())
@@ -353,11 +427,28 @@ class ViewerSession:
         self._image = (key, image)
         return image
 
+    def _denoised_view(self, result: RenderResult) -> np.ndarray:
+        """The beauty or split view from denoised images; `denoise_seconds` says what OIDN took."""
+        self.denoise_seconds = 0.0
+        width = result.image.shape[1]
+        if self.settings.view_mode == "beauty":
+            return self._display(self._denoised_columns(self.main, 0, width))
+        self.reference_result()  # accumulates the reference's first samples if needed
+        reference = self.reference if self.needs_reference() else self.main
+        column = int(round(self.settings.split * width))
+        left = self._denoised_columns(self.main, 0, column)
+        right = self._denoised_columns(reference, column, width)
+        return self._display(np.concatenate([left, right], axis=1))
+
     def save_screenshot(self, folder: str | Path) -> list[Path]:
-        """Writes the view as shown (PNG, render resolution) and the linear beauty image (EXR) to
-        `folder` as <scene>-<view mode>-<spp>spp-<time>.png / .exr."""
+        """Writes the view as shown (PNG, render resolution; denoised when the view is) and the raw
+        linear beauty image (EXR) to `folder` as <scene>-<view mode>-<spp>spp-<time>.png / .exr;
+        when the beauty view shows a denoised image, that goes beside them as .denoised.exr."""
         folder = Path(folder)
         stem = f"{self.scene.name}-{self.settings.view_mode}-{self.main_spp}spp-{time.strftime('%Y%m%d-%H%M%S')}"
         png = write_png(folder / f"{stem}.png", self.image())
         exr = write_image(folder / f"{stem}.exr", self.main_result().image)
-        return [png, exr]
+        denoised = self.denoised_image()
+        if denoised is None:
+            return [png, exr]
+        return [png, exr, write_image(folder / f"{stem}.denoised.exr", denoised)]

@@ -25,7 +25,7 @@ from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.images.io import TONEMAPPERS
 from neumat.renderer.scene.scene_file import NEURAL, REFERENCE
 from neumat.renderer.images.io import write_png
-from neumat.renderer.viewer.session import LOD_RANGE, VIEW_MODES, ViewerSession, heatmap
+from neumat.renderer.viewer.session import DENOISED_MODES, LOD_RANGE, VIEW_MODES, ViewerSession, heatmap
 
 PANEL_WIDTH = 460
 DIVIDER_GRAB_PIXELS = 8       # a press this close to the split divider drags it, not the camera
@@ -154,6 +154,8 @@ class Viewer:
         elif key == glfw.KEY_R and action == glfw.PRESS:
             self.session.orbit.reset()
             self.session.restart()
+        elif key == glfw.KEY_N and action == glfw.PRESS:
+            self.session.set_denoise(not self.session.settings.denoise)
 
     def on_char(self, window, char: int) -> None:
         self.impl.char_callback(window, char)
@@ -416,6 +418,33 @@ class Viewer:
         elif st.view_mode == "lod":
             imgui.text_disabled(f"mip level 0 (finest) .. {LOD_RANGE:g}; black: nothing hit")
             self._lod_legend()
+        self._panel_denoise()
+
+    def _panel_denoise(self) -> None:
+        s, st = self.session, self.session.settings
+        if s.denoise_error:
+            imgui.text_disabled("denoise: not available")
+            imgui.push_text_wrap_pos(0.0)
+            imgui.text_colored(ERROR_COLOUR, s.denoise_error)
+            imgui.pop_text_wrap_pos()
+            return
+        changed, on = imgui.checkbox("denoise (N)", st.denoise)
+        if changed:
+            s.set_denoise(on)
+        if not st.denoise:
+            return
+        imgui.same_line()
+        _, st.denoise_always = imgui.checkbox("always", st.denoise_always)
+        if not st.denoise_always:
+            changed, until = imgui.input_int("until spp", st.denoise_until_spp, 16, 64)
+            if changed:
+                st.denoise_until_spp = max(1, until)
+        if s.denoising:
+            imgui.text_disabled(f"showing the denoised image (OIDN, {s.denoise_seconds * 1000:.0f} ms)")
+        elif st.view_mode not in DENOISED_MODES:
+            imgui.text_disabled("this view shows raw data")
+        else:
+            imgui.text_disabled(f"showing the raw accumulation (past {st.denoise_until_spp} spp)")
 
     def _lod_legend(self) -> None:
         swatches = heatmap(np.arange(int(LOD_RANGE) + 1, dtype=np.float32)[None, :])[0] / 255.0
@@ -487,4 +516,5 @@ class Viewer:
         if imgui.collapsing_header("controls"):
             imgui.text_disabled("left drag: orbit    middle / shift+left drag: pan\n"
                                 "wheel: zoom    W A S D (Q E): fly    R: reset camera\n"
+                                "N: denoise on / off\n"
                                 "split view: drag the divider")
