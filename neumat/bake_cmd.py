@@ -19,6 +19,7 @@ import argparse
 import sys
 
 EVALUATOR_CHOICES = ("2x16", "2x32", "3x64")  # training/networks.py EVALUATOR_SIZES
+DIRECTION_CHOICES = ("vectors", "half_difference")  # training/networks.py DIRECTION_ENCODINGS
 
 
 def cmd_bake(args: argparse.Namespace) -> int:
@@ -28,6 +29,8 @@ def cmd_bake(args: argparse.Namespace) -> int:
                             time_budget=args.time_budget, seed=args.seed, report=not args.no_report)
     if args.batch_size is not None:
         settings.batch_size = args.batch_size
+    if args.directions is not None:
+        settings.train_overrides["directions"] = args.directions
     if len(args.material) > 1 or args.cluster is not None or args.cpus_per_bake is not None \
             or args.gpus_per_bake is not None:
         return _bake_batch(args, settings)
@@ -81,7 +84,11 @@ def add_bake_parser(sub, add_device_flag) -> None:
                    help="the asset directory (ending in .neumat; one material only) or a folder to write "
                         "<name>.neumat into (default: the current folder)")
     p.add_argument("--network", default="2x32", metavar="SIZE",
-                   help=f"evaluator size: {', '.join(EVALUATOR_CHOICES)} (default 2x32)")
+                   help=f"evaluator size: {', '.join(EVALUATOR_CHOICES)}, each optionally with '+lobe' (an analytic "
+                        f"GGX lobe added to the evaluator: docs/baking.md) (default 2x32)")
+    p.add_argument("--directions", default=None, choices=DIRECTION_CHOICES,
+                   help="the evaluator's direction features: wi and wo (vectors) or the stable half and difference "
+                        "vectors (half_difference) in each learned frame (default vectors)")
     p.add_argument("--resolution", type=int, default=None,
                    help=f"latent level-0 resolution, a power of two (default: the material's, at most "
                         f"{DEFAULT_RESOLUTION})")

@@ -33,7 +33,7 @@ from neumat.renderer.neural import codegen as codegen
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.neural import material as nm
 from neumat.renderer.materials.graph import load_material
-from neumat.renderer.neural.asset import load_asset
+from neumat.renderer.neural.asset import ASSET_FORMAT_VERSION, load_asset
 from neumat.renderer.core.paths import REPO_ROOT, SHADER_DIR, cache_dir
 from neumat.training.export import load_model, save_asset
 from neumat.training.model import NeuralMaterial as TorchMaterial
@@ -381,6 +381,6 @@ def test_unsupported_or_damaged_assets_name_the_asset(device, assets, tmp_path):
     broken = tmp_path / "broken.neumat"
     shutil.copytree(assets["a"], broken)
     manifest = broken / "manifest.json"
-    manifest.write_text(manifest.read_text().replace('"format_version": 1', '"format_version": 99'))
+    manifest.write_text(manifest.read_text().replace(f'"format_version": {ASSET_FORMAT_VERSION}', '"format_version": 99'))
     with pytest.raises(NeumatError, match=r"broken\.neumat.*format_version"):
         nm.NeuralMaterial.from_asset(device, broken)

@@ -1,5 +1,6 @@
 """Material shading throughput: the reference layered material against neural versions of it
-(evaluators 2x16, 2x32, 3x64) on the current device, side by side in one run, and the cost of
+(evaluators 2x16, 2x32, 3x64, and 2x32 with half/difference direction features or with the analytic
+lobe, docs/baking.md "Narrow peaks") on the current device, side by side in one run, and the cost of
 dispatching many distinct neural materials at once (the paper's scalability study, 1 to 25).
 
 "Material shading" is what a path vertex does with its material, per query: instantiate (reference:
@@ -10,9 +11,9 @@ the same queries (uniform uv, lod uniform over the pyramid, wi and wo uniform on
 Each configuration is dispatched --repeats times after a warm-up; the table gives the median.
 Compile time (Slang + pipeline creation, cached on disk) is reported separately.
 
-Neural assets: `--asset PATH` (repeatable) takes baked `.neumat` assets, one per evaluator size;
-sizes without one get an untrained asset of the right architecture (random weights: the speed does
-not depend on training), and the output says so.
+Neural assets: `--asset PATH` (repeatable) takes baked `.neumat` assets, one per variant (network
+and direction features); variants without one get an untrained asset of the right architecture
+(random weights: the speed does not depend on training), and the output says so.
 
     python tools/bench_shading.py [--material assets/materials/car_paint.toml] [--queries 262144]
         [--repeats 5] [--resolution 256] [--scalability 1,2,4,8,16,25] [--json out.json] [--device lavapipe]
@@ -41,36 +42,49 @@ from neumat.renderer.materials import reference as ref  # noqa: E402
 from neumat.renderer.neural.asset import load_asset  # noqa: E402
 from neumat.renderer.core.paths import ASSET_DIR  # noqa: E402
 
-SIZES = ("2x16", "2x32", "3x64")
+# label -> (network spec, direction features): the neural variants, each its own column
+VARIANTS = {"2x16": ("2x16", "vectors"), "2x32": ("2x32", "vectors"), "2x32 hd": ("2x32", "half_difference"),
+            "2x32+lobe": ("2x32+lobe", "vectors"), "3x64": ("3x64", "vectors")}
+SIZES = tuple(VARIANTS)
 REFERENCE_MODULE = "neural/reference_shading.slang"
 USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.unordered_access
 
 
+def variant_of(asset) -> str:
+    """The VARIANTS label of an asset."""
+    return asset.network + (" hd" if asset.directions == "half_difference" else "")
+
+
 def untrained_asset(material, size: str, resolution: int, seed: int, directory: Path) -> Path:
-    """An asset with random weights and latents (every weight non-zero, frames included)."""
+    """An asset with random weights and latents (every weight non-zero, frames and lobe included)
+    for a VARIANTS label (or a network spec)."""
     import torch
 
     from neumat.training.export import save_asset
     from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
 
     gen = torch.Generator().manual_seed(seed)
-    model = NeuralMaterial(NeuralMaterialConfig(resolution=resolution, evaluator=size))
+    spec, directions = VARIANTS.get(size, (size, "vectors"))
+    model = NeuralMaterial(NeuralMaterialConfig(resolution=resolution, evaluator=spec, directions=directions))
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    return save_asset(directory / f"{material.name}_{size}_seed{seed}.neumat", model, material,
+    slug = size.replace(" ", "_").replace("+", "_")
+    return save_asset(directory / f"{material.name}_{slug}_seed{seed}.neumat", model, material,
                       {"untrained": True, "seed": seed}, {}, {})
 
 
 def macs_per_query(asset) -> int:
-    """Multiply-adds of one shading query on the loop path: frames, the latent's share of the
-    evaluator's first layer, two evaluator calls without it (eval and the sample's eval), the sampler."""
+    """Multiply-adds of one shading query on the loop path: frames, the lobe's layer, the latent's share
+    of the evaluator's first layer, two evaluator calls without it (eval and the sample's eval), the
+    sampler. (The lobe's own analytic evaluation is not multiply-adds: its cost shows in the timings.)"""
     def layer_macs(name, skip_first_cols=0):
         return sum(l.inputs * l.outputs for l in asset.networks[name].layers) - skip_first_cols
     ev_first = asset.networks["evaluator"].layers[0]
     latent_share = ev_first.outputs * (ev_first.inputs - 12)
     frames = layer_macs("frames") if "frames" in asset.networks else 0
-    return frames + latent_share + 2 * layer_macs("evaluator", latent_share) + layer_macs("sampler")
+    lobe = layer_macs("lobe") if "lobe" in asset.networks else 0
+    return frames + lobe + latent_share + 2 * layer_macs("evaluator", latent_share) + layer_macs("sampler")
 
 
 def upper_hemisphere(rng, n: int) -> np.ndarray:
@@ -117,7 +131,8 @@ def measure(runners: dict[str, Runner], repeats: int) -> dict[str, tuple[float, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--material", default=str(ASSET_DIR / "materials" / "car_paint.toml"))
-    parser.add_argument("--asset", action="append", default=[], help="a baked .neumat asset (one per evaluator size)")
+    parser.add_argument("--asset", action="append", default=[],
+                        help=f"a baked .neumat asset (one per variant: {', '.join(VARIANTS)})")
     parser.add_argument("--queries", type=int, default=None, help="queries per dispatch (default 262144 on "
                         "lavapipe, 4194304 on a GPU)")
     parser.add_argument("--repeats", type=int, default=5)
@@ -149,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     given = {}
     for p in args.asset:
         a = load_asset(p)
-        given[a.evaluator] = Path(p)
+        given[variant_of(a)] = Path(p)
     sources, neural = {}, {}
     for k, size in enumerate(SIZES):
         if size in given:

@@ -50,7 +50,7 @@ from neumat.renderer.core.atomic_files import atomic_output, remove_stale_tempor
 from neumat.renderer.core import interrupts
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.neural.asset import ASSET_SUFFIX, MANIFEST_NAME
-from neumat.training.networks import EVALUATOR_SIZES
+from neumat.training.networks import EVALUATOR_SIZES, NETWORK_CHOICES, parse_network  # noqa: F401 (EVALUATOR_SIZES: bake_cmd's test)
 from neumat.training.trainer import TrainConfig, Trainer
 
 DEFAULT_RESOLUTION = 256  # latent level 0 (capped at the material's own resolution)
@@ -65,7 +65,7 @@ REPORT_DIR = "report"
 STOP_GRACE_SECONDS = 120.0  # after the first Ctrl-C: finish the step, write the checkpoint (a slow step: seconds)
 # Settings a resumed bake must share with its checkpoint (iteration counts are compared separately:
 # a time-budget bake re-plans them).
-_MATCHING_FIELDS = ("evaluator", "resolution", "use_encoder", "use_frames", "batch_size", "target_queries",
+_MATCHING_FIELDS = ("evaluator", "directions", "resolution", "use_encoder", "use_frames", "batch_size", "target_queries",
                     "lr_start", "lr_end", "mollify_degrees", "mollify_fraction", "sampler_fraction", "level_rate",
                     "below_horizon", "peak_fraction", "lr_scale_latents", "lr_scale_frames",
                     "lr_scale_first", "lr_restart", "seed")
@@ -178,8 +178,10 @@ def resolve_torch_device(name: str | None) -> str:
 
 def train_config(settings: BakeSettings, resolution: int) -> TrainConfig:
     """The TrainConfig of a bake (NeumatError on bad settings)."""
-    if settings.evaluator not in EVALUATOR_SIZES:
-        raise NeumatError(f"unknown network size '{settings.evaluator}' (choose from {', '.join(EVALUATOR_SIZES)})")
+    try:
+        parse_network(settings.evaluator)
+    except ValueError:
+        raise NeumatError(f"unknown network size '{settings.evaluator}' (choose from {', '.join(NETWORK_CHOICES)})") from None
     if settings.iterations is not None and settings.time_budget is not None:
         raise NeumatError("give either iterations or a time budget, not both")
     if settings.iterations is not None and settings.iterations < 1:

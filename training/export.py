@@ -23,11 +23,12 @@ from neumat.renderer.core.atomic_files import aside_path, temporary_dir
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.materials.graph import Material
 from neumat.renderer.neural.asset import (
-    ASSET_FORMAT, ASSET_FORMAT_VERSION, ASSET_SUFFIX, DIRECTION_FEATURES, MANIFEST_NAME, NETWORK_NAMES, PRECISIONS,
-    NeuralAsset, file_sha256, latents_file, level_shapes, load_asset, weights_file)
+    ASSET_FORMAT, ASSET_FORMAT_VERSION, ASSET_SUFFIX, DIRECTION_FEATURES, LOBE_OUTPUTS, MANIFEST_NAME, NETWORK_NAMES,
+    PRECISIONS, NeuralAsset, file_sha256, latents_file, level_shapes, load_asset, weights_file)
+from neumat.training import lobe as analytic
 from neumat.training import sampler as mixture
 from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
-from neumat.training.networks import ENCODER_HIDDEN, EVALUATOR_SIZES, flatten, weight_layout
+from neumat.training.networks import ENCODER_HIDDEN, EVALUATOR_SIZES, flatten, parse_network, weight_layout
 
 FP16_MAX = float(np.finfo(np.float16).max)
 
@@ -36,11 +37,14 @@ NETWORK_OUTPUTS = {
               "b = cross(n, t); the same for x[6:12] (training/frames.py)",
     "evaluator": "exp(x - 3) = RGB f(wi, wo) * |cos theta_o|",
     "sampler": "the 9 parameters of the two-lobe mixture (training/sampler.py)",
+    "lobe": "gate = sigmoid(x[0]), f0 = sigmoid(x[1:4]), alpha = exp(log(alpha_min) + log(alpha_max / alpha_min) "
+            "sigmoid(x[4:6])) of the analytic GGX lobe added to the evaluator (training/lobe.py)",
 }
 NETWORK_INPUTS = {
     "frames": "latent (C)",
-    "evaluator": "12 direction features (wi.t, wi.b, wi.n, wo.t, wo.b, wo.n in frame 1, then frame 2), latent (C)",
+    "evaluator": "12 direction features (architecture.direction_encoding, training/frames.py), latent (C)",
     "sampler": "latent (C), wi (3) in the shading frame",
+    "lobe": "latent (C)",
 }
 LATENT_ADDRESSING = ("level l is [h, w, C] = [resolution >> l, resolution >> l, C]; row j is v, column i is u; "
                      "texel (i, j) has its centre at uv = ((i + 0.5) / w, (j + 0.5) / h); uv wraps")
@@ -50,7 +54,7 @@ LATENT_ADDRESSING = ("level l is [h, w, C] = [resolution >> l, resolution >> l, 
 
 def network_modules(model: NeuralMaterial) -> dict[str, nn.Module]:
     """The exported networks by asset name (the encoder is never exported)."""
-    modules = {"frames": model.frames, "evaluator": model.evaluator, "sampler": model.sampler}
+    modules = {"frames": model.frames, "evaluator": model.evaluator, "sampler": model.sampler, "lobe": model.lobe}
     return {n: modules[n] for n in NETWORK_NAMES if modules[n] is not None}
 
 
@@ -166,6 +170,7 @@ def build_manifest(model: NeuralMaterial, material: Material, files: dict[str, d
                    metrics: dict, timings: dict) -> dict:
     cfg = model.config
     c = cfg.latent_channels
+    size, _ = parse_network(cfg.evaluator)
     networks = {}
     for name, module in network_modules(model).items():
         layers = network_layers(module)
@@ -194,8 +199,12 @@ def build_manifest(model: NeuralMaterial, material: Material, files: dict[str, d
         "architecture": {
             "latent_channels": c, "resolution": cfg.resolution, "levels": [list(s) for s in shapes],
             "direction_features": DIRECTION_FEATURES,
+            "direction_encoding": cfg.directions,
             "frames": {"enabled": cfg.use_frames, "inputs": c, "outputs": 12, "bias": False},
-            "evaluator": {"size": cfg.evaluator, "hidden": EVALUATOR_SIZES[cfg.evaluator],
+            "lobe": {"enabled": model.lobe is not None, "inputs": c, "outputs": LOBE_OUTPUTS, "frame": 1,
+                     "alpha_min": analytic.ALPHA_MIN, "alpha_max": analytic.ALPHA_MAX,
+                     "output": "gate F D G2 / (4 wi.z) added to exp(x - 3) (training/lobe.py)"},
+            "evaluator": {"size": size, "hidden": EVALUATOR_SIZES[size],
                           "inputs": DIRECTION_FEATURES + c, "outputs": 3, "output": "exp(x - 3)"},
             "sampler": {"hidden": mixture.SAMPLER_HIDDEN, "inputs": c + 3, "outputs": mixture.NUM_OUTPUTS,
                         "alpha_min": mixture.ALPHA_MIN, "alpha_max": mixture.ALPHA_MAX, "rho_max": mixture.RHO_MAX},
@@ -316,8 +325,15 @@ def load_model(asset: NeuralAsset | str | Path) -> NeuralMaterial:
         if sampler.get(key) != value:
             raise NeumatError(f"{where}: architecture.sampler.{key}: {json.dumps(sampler.get(key))} != this "
                               f"neumat's {value}")
+    if asset.lobe:
+        lobe = asset.manifest["architecture"]["lobe"]
+        for key, value in {"alpha_min": analytic.ALPHA_MIN, "alpha_max": analytic.ALPHA_MAX}.items():
+            if lobe.get(key) != value:
+                raise NeumatError(f"{where}: architecture.lobe.{key}: {json.dumps(lobe.get(key))} != this "
+                                  f"neumat's {value}")
     config = NeuralMaterialConfig(resolution=asset.resolution, latent_channels=asset.latent_channels,
-                                  evaluator=asset.evaluator, use_frames=asset.use_frames, use_encoder=False,
+                                  evaluator=asset.network, directions=asset.directions,
+                                  use_frames=asset.use_frames, use_encoder=False,
                                   latent_init_std=float(asset.manifest["architecture"].get("latent_init_std", 0.1)))
     with torch.random.fork_rng(devices=[]):  # the random initialisation is overwritten: keep the caller's RNG
         model = NeuralMaterial(config)

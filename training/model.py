@@ -12,17 +12,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from neumat.training import lobe as analytic
 from neumat.training import sampler as mixture
-from neumat.training.frames import ShadingFrames, identity_transform, transform
+from neumat.training.frames import ShadingFrames, features, local
 from neumat.training.latents import LatentPyramid
-from neumat.training.networks import DEFAULT_EVALUATOR, Encoder, Evaluator
+from neumat.training.networks import DEFAULT_EVALUATOR, DIRECTION_ENCODINGS, Encoder, Evaluator, parse_network
 
 
 @dataclass
 class NeuralMaterialConfig:
     resolution: int  # finest latent level, a power of two
     latent_channels: int = 8
-    evaluator: str = DEFAULT_EVALUATOR  # a key of networks.EVALUATOR_SIZES
+    evaluator: str = DEFAULT_EVALUATOR  # a network spec: a key of networks.EVALUATOR_SIZES, "+lobe" for the lobe
+    directions: str = "vectors"  # the evaluator's direction features: networks.DIRECTION_ENCODINGS
     use_frames: bool = True  # off: the evaluator sees wi, wo in the shading frame twice (ablation)
     use_encoder: bool = False  # on: an Encoder from the K layer parameters is part of the model
     encoder_inputs: int = 0  # K (StackLayout.width), required with use_encoder
@@ -37,6 +39,10 @@ class NeuralMaterial(nn.Module):
         self.latents = LatentPyramid(config.resolution, c, config.latent_init_std)
         self.frames = ShadingFrames(c) if config.use_frames else None
         self.evaluator = Evaluator(config.evaluator, c)
+        _, with_lobe = parse_network(config.evaluator)
+        self.lobe = analytic.Lobe(c) if with_lobe else None
+        if config.directions not in DIRECTION_ENCODINGS:
+            raise ValueError(f"unknown direction encoding '{config.directions}' ({', '.join(DIRECTION_ENCODINGS)})")
         self.sampler = mixture.Sampler(c)
         if config.use_encoder and config.encoder_inputs <= 0:
             raise ValueError("use_encoder needs encoder_inputs = K, the per-texel parameter count")
@@ -52,15 +58,23 @@ class NeuralMaterial(nn.Module):
             raise RuntimeError("this material was configured without an encoder")
         return self.encoder(layer_params)
 
-    def direction_features(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
-        """The evaluator's 12 direction features: wi, wo in both learned frames [N, 12]."""
+    def local_directions(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(wi, wo) in learned frame 1, then frame 2 (the shading frame twice without frames)."""
         if self.frames is None:
-            return identity_transform(wi, wo)
-        return transform(self.frames(latent), wi, wo)
+            return wi, wo, wi, wo
+        return local(self.frames(latent), wi, wo)
+
+    def direction_features(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
+        """The evaluator's 12 direction features [N, 12] (training/frames.py)."""
+        return features(self.local_directions(latent, wi, wo), self.config.directions)
 
     def eval_from_latent(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
-        """RGB f(wi, wo) * |cos theta_o| [N, 3]."""
-        return self.evaluator(self.direction_features(latent, wi, wo), latent)
+        """RGB f(wi, wo) * |cos theta_o| [N, 3]: the evaluator, plus the analytic lobe if any."""
+        dirs = self.local_directions(latent, wi, wo)
+        f = self.evaluator(features(dirs, self.config.directions), latent)
+        if self.lobe is not None:
+            f = f + analytic.evaluate(self.lobe(latent), dirs[0], dirs[1])
+        return f
 
     def pdf_from_latent(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
         return mixture.pdf(self.sampler.decode(latent, wi), wi, wo)

@@ -14,8 +14,20 @@ from neumat.renderer.neural.asset import DIRECTION_FEATURES
 
 EVALUATOR_SIZES: dict[str, list[int]] = {"2x16": [16, 16], "2x32": [32, 32], "3x64": [64, 64, 64]}
 DEFAULT_EVALUATOR = "2x32"
+LOBE_SUFFIX = "+lobe"  # "2x32+lobe": the evaluator plus the analytic GGX lobe (training/lobe.py)
+NETWORK_CHOICES = tuple(EVALUATOR_SIZES) + tuple(s + LOBE_SUFFIX for s in EVALUATOR_SIZES)
+DIRECTION_ENCODINGS = ("vectors", "half_difference")  # training/frames.py
 
 ENCODER_HIDDEN = [64, 64, 64, 64]
+
+
+def parse_network(spec: str) -> tuple[str, bool]:
+    """A network spec "SIZE" or "SIZE+lobe" -> (evaluator size, with the analytic lobe).
+    ValueError naming the choices for anything else."""
+    size, lobe = (spec[:-len(LOBE_SUFFIX)], True) if spec.endswith(LOBE_SUFFIX) else (spec, False)
+    if size not in EVALUATOR_SIZES:
+        raise ValueError(f"unknown network '{spec}' (choose from {', '.join(NETWORK_CHOICES)})")
+    return size, lobe
 
 
 class MLP(nn.Module):
@@ -54,8 +66,7 @@ class Evaluator(nn.Module):
 
     def __init__(self, size: str = DEFAULT_EVALUATOR, latent_channels: int = 8) -> None:
         super().__init__()
-        if size not in EVALUATOR_SIZES:
-            raise ValueError(f"unknown evaluator size '{size}', choose from {list(EVALUATOR_SIZES)}")
+        size, _ = parse_network(size)  # the lobe, if any, is the model's (training/lobe.py)
         self.size = size
         self.mlp = MLP(DIRECTION_FEATURES + latent_channels, EVALUATOR_SIZES[size], 3)
 

@@ -75,7 +75,7 @@ from neumat.renderer.images.color import LUMINANCE
 from neumat.renderer.materials.reference import ReferenceMaterial
 from neumat.training.data import Batch, BatchSource, DataConfig, Prefetcher
 from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
-from neumat.training.networks import EVALUATOR_SIZES, Evaluator
+from neumat.training.networks import DIRECTION_ENCODINGS, Evaluator, parse_network
 from neumat.training.losses import LOG_EPS, LOSSES, log_correlation, log_l1, skill
 from neumat.training.watchdog import Watchdog
 
@@ -88,7 +88,8 @@ CHECKPOINT_FORMAT = 2  # 2: only tensors and plain values, loadable with torch.l
 class TrainConfig:
     """Everything that determines a training run (with the material and the seed)."""
 
-    evaluator: str = "2x32"
+    evaluator: str = "2x32"  # network spec: SIZE or SIZE+lobe (training/networks.py parse_network)
+    directions: str = "vectors"  # the evaluator's direction features (training/frames.py)
     resolution: int = 256
     use_encoder: bool = True
     use_frames: bool = True
@@ -107,14 +108,17 @@ class TrainConfig:
     lr_scale_latents: float = 0.1  # latents fine-tuned after the encoder phase (trained from scratch: 1)
     lr_scale_frames: float = 10.0  # the learned frames' layer
     lr_scale_first: float = 10.0  # the evaluator's first layer
+    lr_scale_lobe: float = 10.0  # the analytic lobe's layer (like the frames': one linear layer on the latent)
     lr_restart: bool = False  # True: each phase its own cosine; False: one cosine over all iterations
     output_init: bool = True  # start the evaluator's output at the first batch's median target
     loss: str = "log_l1"  # a key of LOSSES
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.evaluator not in EVALUATOR_SIZES:
-            raise ValueError(f"unknown evaluator size '{self.evaluator}' (choose from {', '.join(EVALUATOR_SIZES)})")
+        parse_network(self.evaluator)  # ValueError naming the choices
+        if self.directions not in DIRECTION_ENCODINGS:
+            raise ValueError(f"unknown direction encoding '{self.directions}' (choose from "
+                             f"{', '.join(DIRECTION_ENCODINGS)})")
         if self.resolution < 1 or self.resolution & (self.resolution - 1):
             raise ValueError(f"resolution must be a power of two, got {self.resolution}")
         if self.encoder_iterations < 0 or self.finetune_iterations < 0 or self.total_iterations < 1:
@@ -161,7 +165,8 @@ class Trainer:
         self.device = torch.device(device)
         torch.manual_seed(config.seed)
         self.model = NeuralMaterial(NeuralMaterialConfig(
-            resolution=config.resolution, evaluator=config.evaluator, use_frames=config.use_frames,
+            resolution=config.resolution, evaluator=config.evaluator, directions=config.directions,
+            use_frames=config.use_frames,
             use_encoder=config.encoder_steps > 0, encoder_inputs=reference.width)).to(self.device)
         if reference.resolution != (config.resolution, config.resolution):
             raise ValueError(f"the reference's level 0 is {reference.resolution}, the config asks for "
@@ -213,6 +218,8 @@ class Trainer:
             return c.lr_scale_latents if finetuning else 1.0
         if name.startswith("frames."):
             return c.lr_scale_frames
+        if name.startswith("lobe."):
+            return c.lr_scale_lobe
         if name.startswith("evaluator.mlp.layers.0."):
             return c.lr_scale_first
         return 1.0

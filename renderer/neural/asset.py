@@ -5,7 +5,7 @@ own format: loadable with `np.load(path)` alone, no pickles). docs/assets.md des
 file and manifest key; the short version:
 
 - `<network>_fp32.npy` / `<network>_fp16.npy`: one flat float vector per network (`frames`,
-  `evaluator`, `sampler`), the fp32 master weights of training and their fp16 rounding that the
+  `evaluator`, `sampler`, and `lobe` for a `SIZE+lobe` network), the fp32 master weights of training and their fp16 rounding that the
   runtime uses. Layer by layer, the weight matrix [out, in] row-major (W[o, i] at
   weight_offset + o * in + i), then its bias [out] (bias_offset = weight_offset + out * in).
 - `latents_fp32_level<l>.npy` / `latents_fp16_level<l>.npy`: latent pyramid level l as [h, w, C]
@@ -28,13 +28,16 @@ import numpy as np
 from neumat.renderer.core.errors import NeumatError
 
 ASSET_FORMAT = "neumat-neural-material"
-ASSET_FORMAT_VERSION = 1
+ASSET_FORMAT_VERSION = 2  # 2: architecture.direction_encoding and architecture.lobe (version 1: vectors, no lobe)
 ASSET_SUFFIX = ".neumat"
 MANIFEST_NAME = "manifest.json"
 
-NETWORK_NAMES = ("frames", "evaluator", "sampler")  # manifest and file order
+NETWORK_NAMES = ("frames", "evaluator", "sampler", "lobe")  # manifest and file order
 PRECISIONS = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16)}
-DIRECTION_FEATURES = 12  # wi and wo in two learned frames (training/frames.py)
+DIRECTION_FEATURES = 12  # wi and wo (or h and d) in two learned frames (training/frames.py)
+DIRECTION_ENCODINGS = ("vectors", "half_difference")  # training/frames.py
+LOBE_OUTPUTS = 6  # gate, f0 (RGB), alpha_x, alpha_y (training/lobe.py)
+LOBE_SUFFIX = "+lobe"
 FRAME_OUTPUTS = 12  # two (normal, tangent) offsets
 EVALUATOR_OUTPUTS = 3  # RGB
 SAMPLER_OUTPUTS = 9  # mixture parameters (training/sampler.py)
@@ -117,11 +120,18 @@ class NeuralAsset:
     latent_channels: int
     resolution: int  # latent level 0 is resolution x resolution
     use_frames: bool
+    directions: str  # the evaluator's direction features: 'vectors' or 'half_difference'
+    lobe: bool  # the analytic GGX lobe (training/lobe.py) is part of the evaluator
     networks: dict[str, NetworkLayout]  # the networks present, in NETWORK_NAMES order
     weights_fp32: dict[str, np.ndarray]  # network -> float32 [size]
     weights_fp16: dict[str, np.ndarray]  # network -> float16 [size]
     latents_fp32: list[np.ndarray]  # level -> float32 [h, w, C], finest first
     latents_fp16: list[np.ndarray]  # level -> float16 [h, w, C]
+
+    @property
+    def network(self) -> str:
+        """The bake's network spec: the evaluator size, '+lobe' with the lobe (e.g. '2x32+lobe')."""
+        return self.evaluator + (LOBE_SUFFIX if self.lobe else "")
 
     @property
     def num_levels(self) -> int:
@@ -345,15 +355,25 @@ def load_asset(path: str | Path, expect_source_hash: str | None = None) -> Neura
         raise where.error(MANIFEST_NAME, f"{arch}.sampler.hidden", f"must be a list of positive integers, "
                                                                    f"got {json.dumps(sampler_hidden)}")
     use_frames = _field(where, doc, f"{arch}.frames.enabled", bool)
+    version = doc["format_version"]
+    directions, lobe = "vectors", False  # version 1 had neither choice
+    if version >= 2:
+        directions = _field(where, doc, f"{arch}.direction_encoding", str)
+        if directions not in DIRECTION_ENCODINGS:
+            raise where.error(MANIFEST_NAME, f"{arch}.direction_encoding",
+                              f"'{directions}' is not one of {', '.join(DIRECTION_ENCODINGS)}")
+        lobe = _field(where, doc, f"{arch}.lobe.enabled", bool)
 
     expected = {"evaluator": (DIRECTION_FEATURES + channels, hidden, EVALUATOR_OUTPUTS, True),
                 "sampler": (channels + 3, sampler_hidden, SAMPLER_OUTPUTS, True)}
     if use_frames:
         expected["frames"] = (channels, [], FRAME_OUTPUTS, False)
+    if lobe:
+        expected["lobe"] = (channels, [], LOBE_OUTPUTS, True)
     present = _field(where, doc, "networks", dict)
     for extra in sorted(set(present) - set(expected)):
-        raise where.error(MANIFEST_NAME, f"networks.{extra}", "unexpected network"
-                          + (" (architecture.frames.enabled is false)" if extra == "frames" else ""))
+        why = {"frames": " (architecture.frames.enabled is false)", "lobe": " (architecture.lobe.enabled is false)"}
+        raise where.error(MANIFEST_NAME, f"networks.{extra}", "unexpected network" + why.get(extra, ""))
     networks = {n: _check_network(where, doc, n, *expected[n]) for n in NETWORK_NAMES if n in expected}
 
     _field(where, doc, "files", dict)
@@ -371,5 +391,6 @@ def load_asset(path: str | Path, expect_source_hash: str | None = None) -> Neura
 
     return NeuralAsset(path=path, manifest=doc, name=name, source_hash=source_hash, evaluator=size,
                        latent_channels=channels, resolution=resolution, use_frames=use_frames,
+                       directions=directions, lobe=lobe,
                        networks=networks, weights_fp32=weights["fp32"], weights_fp16=weights["fp16"],
                        latents_fp32=latents["fp32"], latents_fp16=latents["fp16"])

@@ -1,0 +1,388 @@
+"""The stable half/difference direction features (training/frames.py) and the analytic GGX lobe of
+`SIZE+lobe` networks (training/lobe.py): their math in torch, the asset format that records them, and
+the generated Slang (loop path on the test device, CoopVec path on slangpy's cpu device) against the
+torch model, for eval, pdf and sample, the way tests/test_neural_slang.py tests the plain evaluator.
+
+Tolerances: the torch references here run in float32 like the loop path, so the parity bounds are
+those of tests/test_neural_slang.py (eval relative 1e-4, pdf relative 1e-3, from float32 rounding of
+the same operations); the lobe adds one more float32 expression (D amplifies a relative rounding
+error e of h to about 4 e |h_xy| / alpha^2 <= 4e-7 / 0.05^2 ~ 2e-4 at its narrowest here... only at
+queries within a few alpha of the peak, so the max bound uses the 1e-4 floor of the plain evaluator
+with the same margin: these queries are random, alpha is at least 0.1 in the parity model).
+"""
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import slangpy as spy
+import torch
+
+from neumat.renderer.neural import codegen
+from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.neural import material as nm
+from neumat.renderer.neural.asset import load_asset
+from neumat.renderer.core.paths import SHADER_DIR
+from neumat.renderer.materials.query import query_records
+from neumat.training import lobe as L
+from neumat.training.export import load_model, save_asset
+from neumat.training.frames import half_difference
+from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
+from neumat.training.networks import parse_network
+
+RESOLUTION = 8
+N = 4096
+
+
+def _unit(rng: np.random.Generator, n: int, upper: bool = True) -> torch.Tensor:
+    v = rng.normal(size=(n, 3))
+    if upper:
+        v[:, 2] = np.abs(v[:, 2]) + 1e-3
+    return torch.from_numpy(v / np.linalg.norm(v, axis=1, keepdims=True))
+
+
+# --- torch: half/difference -----------------------------------------------------------------------
+
+def _rotation_to_z(h: np.ndarray) -> np.ndarray:
+    """The shortest-arc rotation matrix taking unit h to z, built independently (axis-angle)."""
+    z = np.array([0.0, 0.0, 1.0])
+    axis = np.cross(h, z)
+    s = np.linalg.norm(axis)
+    if s < 1e-15:
+        return np.eye(3)
+    k = axis / s
+    angle = math.atan2(s, h @ z)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + math.sin(angle) * kx + (1 - math.cos(angle)) * kx @ kx
+
+
+def test_half_difference_is_the_shortest_arc_rotation():
+    rng = np.random.default_rng(0)
+    wi, wo = _unit(rng, 200), _unit(rng, 200)
+    hd = half_difference(wi, wo).numpy()
+    for k in range(200):
+        h = (wi[k] + wo[k]).numpy()
+        h /= np.linalg.norm(h)
+        r = _rotation_to_z(h)
+        np.testing.assert_allclose(hd[k, :3], h, atol=1e-12)
+        np.testing.assert_allclose(hd[k, 3:], r @ wi[k].numpy(), atol=1e-12)
+    # (h, d) of (wo, wi): the same h, d mirrored about z: the pair holds both directions
+    swapped = half_difference(wo, wi).numpy()
+    np.testing.assert_allclose(swapped[:, :3], hd[:, :3], atol=1e-12)
+    np.testing.assert_allclose(swapped[:, 3:], hd[:, 3:] * [-1, -1, 1], atol=1e-12)
+
+
+def test_half_difference_is_smooth_at_the_mirror_direction():
+    """Rusinkiewicz's d jumps with phi_h at h = z; the shortest-arc d moves by O(|dh|)."""
+    wi = torch.tensor([[0.3, 0.2, math.sqrt(1 - 0.13)]], dtype=torch.float64)
+    mirror = wi * torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64)
+    at = half_difference(wi, mirror)
+    np.testing.assert_allclose(at.numpy()[0], [0, 0, 1, 0.3, 0.2, math.sqrt(1 - 0.13)], atol=1e-15)
+    for phi in np.linspace(0, 2 * math.pi, 13):
+        eps = 1e-6
+        wo = mirror + eps * torch.tensor([[math.cos(phi), math.sin(phi), 0.0]], dtype=torch.float64)
+        wo = wo / wo.norm(dim=-1, keepdim=True)
+        # |dh| ~ eps / (2 cos theta_d); d moves no more than twice that
+        assert (half_difference(wi, wo) - at).abs().max() < 2 * eps
+
+
+# --- torch: the lobe ------------------------------------------------------------------------------
+
+def _lobe_params(gate, f0, ax, ay, n=1) -> L.LobeParams:
+    return L.LobeParams(gate=torch.full((n,), gate, dtype=torch.float64),
+                        f0=torch.tensor([f0] * n, dtype=torch.float64),
+                        alpha=torch.tensor([[ax, ay]] * n, dtype=torch.float64))
+
+
+def _ggx_textbook(wi, wo, ax, ay, f0):
+    """f * cos of an anisotropic GGX reflection (Heitz 2014, 'Understanding the masking-shadowing
+    function'), written from the formulas in numpy: D(h) G2(wi, wo) F(wi.h) / (4 cos_i cos_o) * cos_o."""
+    h = wi + wo
+    h /= np.linalg.norm(h, axis=-1, keepdims=True)
+    cos_h = h[:, 2]
+    tan2 = (h[:, 0] ** 2 / ax ** 2 + h[:, 1] ** 2 / ay ** 2) / cos_h ** 2
+    d = 1 / (np.pi * ax * ay * cos_h ** 4 * (1 + tan2) ** 2)
+
+    def lam(w):
+        a2tan2 = (ax ** 2 * w[:, 0] ** 2 + ay ** 2 * w[:, 1] ** 2) / w[:, 2] ** 2
+        return (-1 + np.sqrt(1 + a2tan2)) / 2
+
+    g2 = 1 / (1 + lam(wi) + lam(wo))
+    c = np.sum(wi * h, axis=-1)
+    f = np.asarray(f0)[None] + (1 - np.asarray(f0)[None]) * ((1 - c) ** 5)[:, None]
+    return (d * g2 / (4 * wi[:, 2] * wo[:, 2]) * wo[:, 2])[:, None] * f
+
+
+@pytest.mark.parametrize("ax, ay", [(0.05, 0.05), (0.3, 0.3), (0.02, 0.4)])
+def test_lobe_is_textbook_ggx(ax, ay):
+    rng = np.random.default_rng(1)
+    wi, wo = _unit(rng, 5000), _unit(rng, 5000)
+    f0 = [0.04, 0.5, 0.9]
+    got = L.evaluate(_lobe_params(0.7, f0, ax, ay, 5000), wi, wo).numpy()
+    want = 0.7 * _ggx_textbook(wi.numpy(), wo.numpy(), ax, ay, f0)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-300)
+    below = wo * torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)
+    assert torch.all(L.evaluate(_lobe_params(0.7, f0, ax, ay, 5000), wi, below) == 0)
+
+
+def test_lobe_conserves_energy():
+    """White furnace, gate 1, F = 1, alpha 0.3: the directional albedo of a single-scattering GGX lobe
+    is below 1 (G2 <= 1). At normal incidence every h with tan(theta_h) > 1 reflects wo below the
+    horizon, and under D(h) h_z that mass is P(tan^2 theta_h > 1) = alpha^2 / (1 + alpha^2) (GGX's
+    slope law), so the albedo is at most 1 / (1 + alpha^2) = 0.917; the masking of the rest is small
+    (G2 > 0.9 where most wo lie), so above 0.8. Cosine-weighted wo, 256k samples: 3 sigma ~ 0.004."""
+    n = 1 << 18
+    alpha = 0.3
+    g = torch.Generator().manual_seed(2)
+    u1, u2 = torch.rand(n, generator=g, dtype=torch.float64), torch.rand(n, generator=g, dtype=torch.float64)
+    r, phi = torch.sqrt(u1), 2 * math.pi * u2
+    wo = torch.stack([r * torch.cos(phi), r * torch.sin(phi), torch.sqrt(1 - u1)], dim=-1)
+    for theta, upper in ((0.0, 1 / (1 + alpha ** 2)), (60.0, 1.0)):
+        t = math.radians(theta)
+        wi = torch.tensor([[math.sin(t), 0.0, math.cos(t)]], dtype=torch.float64).expand(n, 3)
+        v = L.evaluate(_lobe_params(1.0, [1.0, 1.0, 1.0], alpha, alpha, n), wi, wo)[:, 0] / (wo[:, 2] / math.pi)
+        est, err = v.mean().item(), 3 * v.std().item() / math.sqrt(n)
+        assert 0.8 < est < upper + err, (theta, est, err)
+
+
+def test_network_spec_and_model():
+    assert parse_network("2x32") == ("2x32", False) and parse_network("3x64+lobe") == ("3x64", True)
+    for bad in ("2x33", "2x32+lobes", "lobe", ""):
+        with pytest.raises(ValueError, match="choose from"):
+            parse_network(bad)
+    torch.manual_seed(0)
+    model = NeuralMaterial(NeuralMaterialConfig(resolution=4, evaluator="2x32+lobe", directions="half_difference"))
+    plain = NeuralMaterial(NeuralMaterialConfig(resolution=4, evaluator="2x32"))
+    assert model.lobe is not None and plain.lobe is None
+    latent = torch.randn(64, 8)
+    rng = np.random.default_rng(3)
+    wi, wo = _unit(rng, 64).float(), _unit(rng, 64).float()
+    f = model.eval_from_latent(latent, wi, wo)
+    mlp = model.evaluator(model.direction_features(latent, wi, wo), latent)
+    lobe = L.evaluate(model.lobe(latent), *model.local_directions(latent, wi, wo)[:2])
+    torch.testing.assert_close(f, mlp + lobe)
+    assert lobe.max() > 0
+    f.sum().backward()
+    assert model.lobe.linear.weight.grad.abs().sum() > 0 and model.lobe.linear.bias.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="direction encoding"):
+        NeuralMaterial(NeuralMaterialConfig(resolution=4, directions="rusinkiewicz"))
+
+
+# --- the asset format -----------------------------------------------------------------------------
+
+def random_model(seed: int, **config) -> NeuralMaterial:
+    """Every parameter random and non-trivial; the lobe's biases then set to a visible, moderately
+    broad lobe (gate ~0.7, alpha ~0.25 before the latent's share) so that random queries see it."""
+    torch.manual_seed(seed)
+    model = NeuralMaterial(NeuralMaterialConfig(resolution=RESOLUTION, **config))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+        if model.lobe is not None:
+            model.lobe.linear.bias.copy_(torch.tensor([1.0, -1.0, 0.0, 1.0, 1.0, 0.5]))
+    return model
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory, tiny_material):
+    root = tmp_path_factory.mktemp("lobe")
+    lobe = save_asset(root / "lobe.neumat", random_model(21, evaluator="2x32+lobe", directions="half_difference"),
+                      tiny_material, {}, {}, {})
+    hd = save_asset(root / "hd.neumat", random_model(22, evaluator="2x16", directions="half_difference",
+                                                     use_frames=False), tiny_material, {}, {}, {})
+    return {"lobe": lobe, "hd": hd, "material": tiny_material, "root": root}
+
+
+def test_asset_records_directions_and_lobe(assets, tmp_path):
+    a = load_asset(assets["lobe"])
+    assert a.lobe and a.directions == "half_difference" and a.network == "2x32+lobe" and a.evaluator == "2x32"
+    assert a.networks["lobe"].layers[0].inputs == 8 and a.networks["lobe"].outputs == L.NUM_OUTPUTS
+    arch = a.manifest["architecture"]
+    assert arch["lobe"]["enabled"] and arch["direction_encoding"] == "half_difference"
+    model = random_model(21, evaluator="2x32+lobe", directions="half_difference")
+    loaded = load_model(a)
+    assert loaded.config.evaluator == "2x32+lobe" and loaded.config.directions == "half_difference"
+    sa, sb = model.state_dict(), loaded.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    b = load_asset(assets["hd"])
+    assert not b.lobe and "lobe" not in b.networks and b.network == "2x16"
+
+
+def test_version_1_assets_still_load(assets, tmp_path):
+    """A format-1 manifest (before direction_encoding and lobe) loads as vectors without a lobe."""
+    old = tmp_path / "old.neumat"
+    plain = save_asset(tmp_path / "plain.neumat", random_model(23), assets["material"], {}, {}, {})
+    shutil.copytree(plain, old)
+    doc = json.loads((old / "manifest.json").read_text())
+    doc["format_version"] = 1
+    del doc["architecture"]["direction_encoding"], doc["architecture"]["lobe"]
+    (old / "manifest.json").write_text(json.dumps(doc))
+    a = load_asset(old)
+    assert a.directions == "vectors" and not a.lobe and a.network == "2x32"
+    assert load_model(a).lobe is None
+
+
+def test_inconsistent_lobe_records_are_named(assets, tmp_path):
+    bad = tmp_path / "bad.neumat"
+    shutil.copytree(assets["lobe"], bad)
+    doc = json.loads((bad / "manifest.json").read_text())
+    doc["architecture"]["lobe"]["enabled"] = False
+    (bad / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(NeumatError, match=r"bad\.neumat/manifest\.json: networks\.lobe: unexpected network"):
+        load_asset(bad)
+    doc["architecture"]["lobe"]["enabled"] = True
+    doc["architecture"]["direction_encoding"] = "rusinkiewicz"
+    (bad / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(NeumatError, match="direction_encoding"):
+        load_asset(bad)
+
+
+# --- Slang parity ---------------------------------------------------------------------------------
+
+def fp16_model(path: Path) -> NeuralMaterial:
+    model = load_model(path)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model
+
+
+@pytest.fixture(scope="module")
+def queries():
+    rng = np.random.default_rng(4)
+    return {"uv": rng.uniform(-1.5, 2.5, (N, 2)).astype(np.float32),
+            "lod": rng.integers(0, 4, N).astype(np.float32),
+            "wi": _unit(rng, N).numpy().astype(np.float32), "wo": _unit(rng, N).numpy().astype(np.float32)}
+
+
+@pytest.fixture(scope="module")
+def mat_lobe(device, assets):
+    return nm.NeuralMaterial.from_asset(device, assets["lobe"], mlp="loop")
+
+
+@pytest.fixture(scope="module")
+def mat_hd(device, assets):
+    return nm.NeuralMaterial.from_asset(device, assets["hd"], mlp="loop")
+
+
+def rel(a, b, floor):
+    return np.abs(a - b) / (np.abs(b) + floor)
+
+
+def _torch_latents(model, q):
+    return model.latents.sample_level(torch.from_numpy(q["uv"]), torch.from_numpy(q["lod"]).long())
+
+
+@pytest.mark.parametrize("which", ["lobe", "hd"])
+def test_eval_and_pdf_match_torch(device, mat_lobe, mat_hd, assets, queries, which):
+    material = {"lobe": mat_lobe, "hd": mat_hd}[which]
+    q = queries
+    f = material.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
+    p = material.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
+    wi, wo = torch.from_numpy(q["wi"]), torch.from_numpy(q["wo"])
+    with torch.no_grad():
+        m16 = fp16_model(assets[which])
+        lat = _torch_latents(m16, q)
+        f16 = m16.eval_from_latent(lat, wi, wo).numpy()
+        p16 = m16.pdf_from_latent(lat, wi, wo).numpy()
+        if which == "lobe":
+            lobe = L.evaluate(m16.lobe(lat), *m16.local_directions(lat, wi, wo)[:2]).numpy()
+            share = lobe.sum(-1) / f16.sum(-1)
+            assert np.median(share) > 0.05 and share.max() > 0.5  # the lobe is tested, not negligible
+    assert np.all(np.isfinite(f)) and np.all(np.isfinite(p))
+    assert rel(f, f16, 1e-6).max() < 1e-4
+    assert rel(p, p16, 1e-6).max() < 1e-3
+
+
+def test_sample_matches_torch_and_its_pdf(device, mat_lobe, assets, queries):
+    from test_neural_slang import pcg_uniforms
+    q = queries
+    seed = 6
+    wo, weight, pdf = mat_lobe.sample(q["uv"], q["wi"], q["lod"], seed=seed)
+    u = pcg_uniforms(seed, N, 4)[:, 1:]
+    wi = torch.from_numpy(q["wi"])
+    with torch.no_grad():
+        m16 = fp16_model(assets["lobe"])
+        lat = _torch_latents(m16, q)
+        t_wo, t_weight, t_pdf = (x.numpy() for x in m16.sample_from_latent(lat, wi, torch.from_numpy(u)))
+        w_diffuse = m16.sampler.decode(lat, wi).weights[:, 0].numpy()
+    clear = (np.abs(u[:, 0] - w_diffuse) > 1e-5) & (np.abs(t_wo[:, 2]) > 1e-4)
+    assert clear.mean() > 0.99
+    ok = clear & (t_wo[:, 2] > 0)
+    assert ok.sum() > N // 2 and np.all(pdf[ok] > 0)
+    assert np.abs(wo[ok] - t_wo[ok]).max() < 1e-4
+    assert np.quantile(rel(pdf[ok], t_pdf[ok], 1e-6), 0.999) < 1e-3
+    assert np.quantile(rel(weight[ok], t_weight[ok], 1e-6), 0.999) < 1e-3
+    # the sampler's pdf at a sample is pdf() there, and the weight is eval / pdf (lobe included)
+    f = mat_lobe.evaluate(q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
+    p = mat_lobe.pdf(q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
+    assert np.quantile(rel(p, pdf[ok], 1e-6), 0.99) < 1e-3
+    assert np.quantile(rel(f / p[:, None], weight[ok], 1e-6), 0.99) < 1e-3
+
+
+def test_a_set_mixes_lobe_and_plain_members(device, mat_lobe, mat_hd, queries):
+    q = queries
+    mset = nm.NeuralMaterialSet(device, [mat_hd, mat_lobe], mlp="loop")
+    ids = np.random.default_rng(9).integers(0, 2, N).astype(np.uint32)
+    f = nm.run_queries(mset, "evaluate", 3, query_records(q["uv"], q["wi"], q["wo"], q["lod"]), 3, ids)
+    for k, m in enumerate((mat_hd, mat_lobe)):
+        sel = ids == k
+        fk = m.evaluate(q["uv"][sel], q["wi"][sel], q["wo"][sel], q["lod"][sel])
+        assert rel(f[sel], fk, 1e-6).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def cpu_device():
+    if shutil.which("g++") is None:
+        pytest.skip("slangpy's cpu device needs g++")
+    return spy.Device(type=spy.DeviceType.cpu,
+                      compiler_options=spy.SlangCompilerOptions({"include_paths": [str(SHADER_DIR)]}))
+
+
+def test_coopvec_path_on_the_cpu_device(cpu_device, mat_lobe, assets, queries):
+    """The lobe layer through CoopVec (fp16 matrices and accumulation in Slang's software fallback)
+    against the loop path: the tolerances of tests/test_neural_slang.py's CoopVec test (fp16)."""
+    coop = nm.NeuralMaterial.from_asset(cpu_device, assets["lobe"], mlp="coopvec")
+    n = 64
+    q = {k: v[:n] for k, v in queries.items()}
+    f = coop.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
+    p = coop.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
+    f_loop = mat_lobe.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
+    p_loop = mat_lobe.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
+    assert rel(f, f_loop, 1e-4).max() < 2e-2
+    assert np.quantile(rel(p, p_loop, 1e-4), 0.95) < 5e-2
+    wo, _, pdf = coop.sample(q["uv"], q["wi"], q["lod"], seed=2)
+    wo_loop, _, pdf_loop = mat_lobe.sample(q["uv"], q["wi"], q["lod"], seed=2)
+    both = (pdf > 0) & (pdf_loop > 0)
+    assert both.sum() > n // 2 and np.median(np.abs(wo[both] - wo_loop[both])) < 1e-2
+
+
+@pytest.mark.gpu("cooperative_vector")
+def test_coopvec_path_on_the_device(device, mat_lobe, assets, queries):
+    coop = nm.NeuralMaterial.from_asset(device, assets["lobe"], mlp="coopvec")
+    q = queries
+    f = coop.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
+    f_loop = mat_lobe.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
+    assert rel(f, f_loop, 1e-4).max() < 2e-2
+
+
+def test_generated_lobe_code_compiles_for_cuda_and_coopvec_spirv(assets, tmp_path):
+    slangtorch = pytest.importorskip("slangtorch")
+    slangc = Path(slangtorch.__file__).parent / "bin" / "slangc"
+    if not slangc.is_file():
+        pytest.skip(f"no slangc in {slangc.parent}")
+    ma = codegen.generate_module(load_asset(assets["lobe"]), tmp_path)
+    mb = codegen.generate_module(load_asset(assets["hd"]), tmp_path)
+    s = codegen.generate_set([ma, mb], tmp_path)
+    assert ma.lobe and not mb.lobe and s.lobe
+    for module, target, coop in [(ma, "cuda", 1), (s, "spirv", 1)]:
+        out = tmp_path / f"{module.name}_{coop}.{'cu' if target == 'cuda' else 'spv'}"
+        cmd = [str(slangc), str(module.kernels_path), "-I", str(SHADER_DIR), "-I", str(module.directory),
+               "-target", target, "-entry", codegen.KERNEL_ENTRIES["shade"], f"-DNEURAL_COOPVEC={coop}",
+               f"-DNEURAL_COOPVEC_OPTIMAL={coop}", "-o", str(out)] + (["-O0"] if target == "spirv" else [])
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
