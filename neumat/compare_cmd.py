@@ -3,11 +3,8 @@
     neumat compare SCENE [--spp N] [--equal-time] [--max-flip X] [-o DIR]
     neumat compare REFERENCE.exr TEST.exr [--max-flip X] [-o DIR]
 
-A scene is rendered twice by one path tracer with both kinds of every material bound (compiled
-once): every object with its reference material, then every object with its neural one, at equal
-samples per pixel and the same seed; `--equal-time` adds a neural render given the reference's
-render time. Per-material frame times come from short extra renders that shade only that material
-(every other surface black), since a path tracer cannot time one material inside a full frame.
+The jobs live in the library (renderer/compare/stage.py for scenes and image pairs,
+renderer/compare/fidelity.py for --material); this module parses, checks, prints and writes.
 
 Exit codes: 0, 1 when the whole image's FLIP exceeds --max-flip (a CI gate), 2 on bad input
 (nothing is written then: every input and the output folder are checked before rendering).
@@ -15,14 +12,12 @@ Exit codes: 0, 1 when the whole image's FLIP exceeds --max-flip (a CI gate), 2 o
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from neumat.render_cmd import sampling_options
 from neumat.renderer.core.errors import NeumatError
 
 IMAGE_SUFFIXES = (".exr", ".png")
-MATERIAL_TIMING_SPP = 2
 
 
 def _is_image(arg: str) -> bool:
@@ -63,124 +58,38 @@ def _finish(out_dir: Path, report, stems: tuple[str, str]) -> int:
 
 
 def compare_image_files(args: argparse.Namespace) -> int:
-    from neumat.renderer.compare.comparison import check_same_size, checked_image, error_maps, metrics, side_by_side
-    from neumat.renderer.compare.report import ComparisonReport, prepare_output_dir
-    from neumat.renderer.images.io import read_image
+    from neumat.renderer.compare.report import prepare_output_dir
+    from neumat.renderer.compare.stage import compare_images
 
     a_path, b_path = Path(args.inputs[0]), Path(args.inputs[1])
-    a = checked_image(a_path.name, read_image(a_path))
-    b = checked_image(b_path.name, read_image(b_path))
-    check_same_size(a.image, b.image, (str(a_path), str(b_path)))
+    report = compare_images(a_path, b_path, args.max_flip)
     out_dir = prepare_output_dir(args.output or f"compare_{a_path.stem}_{b_path.stem}")
-    warnings = a.warnings + b.warnings
-    _warn(warnings)
-    maps = error_maps(a.image, b.image)
-    names = (a_path.name, b_path.name)
-    h, w = a.image.shape[:2]
-    report = ComparisonReport(
-        title=f"neumat compare: {a_path.name} vs {b_path.name}", names=names, reference=a.image, test=b.image,
-        flip_magma=maps.flip_magma, figure=side_by_side(a.image, b.image, maps, names, f"{a_path.name} vs {b_path.name}"),
-        metrics=metrics(maps), exposure=maps.exposure,
-        context={"reference": str(a_path), "test": str(b_path), "size": f"{w}x{h}"},
-        warnings=warnings, max_flip=args.max_flip)
+    _warn(report.warnings)
     return _finish(out_dir, report, ("reference", "test"))
-
-
-def _objects_by_material(tracer) -> dict[str, list[int]]:
-    """Material name -> the objects showing it (by their reference material)."""
-    groups: dict[str, list[int]] = {}
-    for i, choices in enumerate(tracer.assignment.object_choices):
-        if "reference" in choices:
-            groups.setdefault(tracer.material_names[choices["reference"]], []).append(i)
-    return groups
-
-
-def _material_timings(tracer, spp: int, seed: int, max_depth: int, width: int, height: int) -> dict:
-    """ms/spp of renders that shade only one material (reference, then neural), and of none."""
-    def ms_per_spp(kinds) -> float:
-        return tracer.render(spp, seed, max_depth=max_depth, width=width, height=height, kinds=kinds).ms_per_spp
-
-    n = len(tracer.scene.objects)
-    baseline = ms_per_spp([None] * n)
-    out = {}
-    for name, objects in _objects_by_material(tracer).items():
-        t = {}
-        for kind in ("reference", "neural"):
-            t[f"{kind}_ms_per_spp"] = ms_per_spp([kind if i in objects else None for i in range(n)])
-        t["speedup"] = t["reference_ms_per_spp"] / max(t["neural_ms_per_spp"], 1e-9)
-        out[name] = t
-    return {"baseline_ms_per_spp": baseline, "materials": out}
 
 
 def compare_scene(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from neumat.renderer.compare.comparison import error_maps, metrics, side_by_side
-    from neumat.renderer.compare.report import ComparisonReport, prepare_output_dir
+    from neumat.renderer.compare.report import prepare_output_dir
+    from neumat.renderer.compare.stage import check_comparable
+    from neumat.renderer.compare.stage import compare_scene as run_comparison
     from neumat.renderer.core.device import create_device
-    from neumat.renderer.pathtracer.tracer import prepare_render
-    from neumat.renderer.scene.scene_file import load_scene, resolve_materials
+    from neumat.renderer.scene.scene_file import load_scene
 
-    wall = time.perf_counter()
     scene = load_scene(args.inputs[0])
     spp, max_depth, seed = sampling_options(scene, args)
-    assignment = resolve_materials(scene, "reference", switchable=True)
-    missing = [f"{scene.objects[i].name}: {why}" for i, why in assignment.unavailable.items()]
-    if missing:
-        raise NeumatError(f"{scene.path.name}: compare needs a neural asset for every material; "
-                          + "; ".join(missing))
+    check_comparable(scene)
     width, height = scene.camera.image_size(args.width, args.height)
     out_dir = prepare_output_dir(args.output or f"compare_{scene.name}")
-
     device = create_device(args.device)
-    tracer, _ = prepare_render(device, scene, "reference", switchable=True)
-    print(f"compiling the path tracer with {len(tracer.material_names)} materials on "
-          f"{device.info.adapter_name}", file=sys.stderr)
-    tracer.compile()
-
-    def render(kind: str, samples: int):
-        with tqdm(total=samples, unit="spp", desc=f"{kind:>9}", leave=False, file=sys.stderr) as bar:
-            return tracer.render(samples, seed, max_depth=max_depth, width=width, height=height,
-                                 kinds=tracer.kinds_for(kind), progress=bar.update)
-
-    ref = render("reference", spp)
-    neural = render("neural", spp)
-    timings = {"reference": _timing(ref), "neural": _timing(neural),
-               "speedup": ref.ms_per_spp / max(neural.ms_per_spp, 1e-9)}
-    extra_images, extra_metrics = {}, {}
-    maps = error_maps(ref.image, neural.image)
-    if args.equal_time:
-        equal_spp = max(1, int(ref.seconds / max(neural.seconds / spp, 1e-9)))
-        equal = render("neural", equal_spp)
-        timings["equal_time"] = _timing(equal)
-        extra_images["neural_equal_time"] = equal.image
-        extra_metrics[f"equal time ({equal_spp} spp)"] = metrics(error_maps(ref.image, equal.image, maps.exposure),
-                                                              ref.aovs["material_id"], tracer.material_names)
-    timing_spp = args.material_timing_spp
-    if timing_spp > 0:
-        print(f"timing each material alone ({timing_spp} spp per render)", file=sys.stderr)
-        timings.update(_material_timings(tracer, timing_spp, seed, max_depth, width, height))
-        timings["material_spp"] = timing_spp
-    dropped = ref.dropped_samples + neural.dropped_samples
-    warnings = [f"{dropped} sample(s) with non-finite values were left out of the means"] if dropped else []
-    _warn(warnings)
-    names = ("reference", "neural")
-    report = ComparisonReport(
-        title=f"neumat compare: {scene.name}", names=names, reference=ref.image, test=neural.image,
-        flip_magma=maps.flip_magma,
-        figure=side_by_side(ref.image, neural.image, maps, names, f"{scene.name}: reference vs neural",
-                            f"{width}x{height}, {spp} spp, FLIP {float(maps.flip.mean()):.4f}"),
-        metrics=metrics(maps, ref.aovs["material_id"], tracer.material_names), exposure=maps.exposure,
-        context={"scene": str(scene.path), "device": device.info.adapter_name, "resolution": f"{width}x{height}",
-                 "samples per pixel": spp, "max depth": max_depth, "seed": seed,
-                 "wall time": f"{time.perf_counter() - wall:.0f} s"},
-        timings=timings, extra_images=extra_images, extra_metrics=extra_metrics, warnings=warnings,
-        max_flip=args.max_flip)
-    return _finish(out_dir, report, names)
-
-
-def _timing(result) -> dict:
-    return {"spp": result.spp, "seconds": result.seconds, "ms_per_spp": result.ms_per_spp}
+    report = run_comparison(
+        device, scene, spp, max_depth, seed, width, height, equal_time=args.equal_time,
+        material_timing_spp=args.material_timing_spp, max_flip=args.max_flip,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+        progress=lambda kind, total: tqdm(total=total, unit="spp", desc=f"{kind:>9}", leave=False, file=sys.stderr))
+    _warn(report.warnings)
+    return _finish(out_dir, report, report.names)
 
 
 def _check_material_options(args: argparse.Namespace) -> None:
@@ -239,6 +148,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def add_compare_parser(sub, add_device_flag) -> None:
     """Registers `neumat compare` on the subparsers `sub` of the neumat command."""
+    from neumat.renderer.compare.stage import MATERIAL_TIMING_SPP
     p = sub.add_parser("compare", help="compare neural against reference renders (FLIP, PSNR, timings, HTML report)",
                        description="Render a scene with reference and with neural materials and compare them "
                                    "(whole image and per material), or compare any two images of the same size. "

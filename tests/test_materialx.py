@@ -16,7 +16,7 @@ from PIL import Image
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.materials.graph import build_pyramid, evaluate_parameters, load_material
 from neumat.renderer.materials.materialx import Ref, translate
-from neumat.renderer.materials.reference import ReferenceMaterial, WalkSettings, evaluate, sample
+from neumat.renderer.materials.reference import ReferenceMaterial, WalkSettings
 
 
 def neumat(*args, cwd=None):
@@ -148,8 +148,8 @@ def test_each_mapping_row_is_the_lobe_it_should_become(row, device, tmp_path):
     n = 256
     uv = np.full((n, 2), 0.5, np.float32)
     wi, wo = _directions(n, 1), _directions(n, 2)
-    a = evaluate(_reference(device, imported), uv, wi, wo, 0.0, seed=5)
-    b = evaluate(_reference(device, hand), uv, wi, wo, 0.0, seed=5)
+    a = _reference(device, imported).evaluate(uv, wi, wo, 0.0, seed=5)
+    b = _reference(device, hand).evaluate(uv, wi, wo, 0.0, seed=5)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
@@ -165,7 +165,7 @@ def test_a_white_openpbr_surface_passes_the_furnace_test(inputs, least, device, 
     n = 20000
     for cos in (1.0, 0.5, 0.1):
         wi = np.tile(np.float32([math.sqrt(1 - cos * cos), 0, cos]), (n, 1))
-        _, weight, _ = sample(material, np.full((n, 2), 0.5, np.float32), wi, 0.0, seed=3)
+        _, weight, _ = material.sample(np.full((n, 2), 0.5, np.float32), wi, 0.0, seed=3)
         mean = weight.mean(axis=0)
         noise = 4 * weight.std(axis=0) / math.sqrt(n)
         assert np.all(mean <= 1 + noise + 1e-3), (cos, mean, noise)

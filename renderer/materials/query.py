@@ -12,18 +12,20 @@ results do not depend on the chunking. Directions are in the shading frame (z = 
 The Slang side is IMaterial / IMaterialInstance (shaders/materials/material.slang); the query
 kernels read QUERY_STRIDE floats per query: u, v, lod, wi.xyz, wo.xyz."""
 
+from __future__ import annotations
+
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import slangpy as spy
+
+if TYPE_CHECKING:  # slangpy loads only when a query runs: `neumat --help` and scene parsing stay light
+    import slangpy as spy
 
 MATERIAL_KINDS = ("reference", "neural")  # what a scene object's material can be shown as
 QUERY_STRIDE = 9   # u, v, lod, wi.xyz, wo.xyz per query
 CHUNK = 1 << 20    # queries per dispatch
 QUERY_WIDTHS = {"evaluate": 3, "sample": 7, "pdf": 1, "albedo": 3}  # floats per result
-
-_RESULT_USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.unordered_access
 
 
 def query_records(uv, wi=None, wo=None, lod=0.0) -> np.ndarray:
@@ -52,6 +54,8 @@ def dispatch_queries(device: spy.Device, kernel: spy.ComputeKernel, bindings: di
                      out_width: int, seed: int = 0) -> np.ndarray:
     """Runs `kernel` over the query records in chunks; the kernel reads `queries`, `count`, `seed`
     and `firstIndex` and writes `out_width` floats per query to `results`. Returns [N, out_width]."""
+    import slangpy as spy
+
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must fit in 32 bits, got {seed}")
     n = queries.shape[0]
@@ -61,7 +65,7 @@ def dispatch_queries(device: spy.Device, kernel: spy.ComputeKernel, bindings: di
     chunk = min(n, CHUNK)
     query_buf = device.create_buffer(element_count=chunk * QUERY_STRIDE, struct_size=4,
                                      usage=spy.BufferUsage.shader_resource)
-    result_buf = device.create_buffer(element_count=chunk * out_width, struct_size=4, usage=_RESULT_USAGE)
+    result_buf = device.create_buffer(element_count=chunk * out_width, struct_size=4, usage=spy.BufferUsage.shader_resource | spy.BufferUsage.unordered_access)
     for start in range(0, n, chunk):
         count = min(chunk, n - start)
         block = queries[start:start + count]
