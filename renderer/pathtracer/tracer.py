@@ -1,5 +1,9 @@
-"""The device side of `neumat render`: acceleration structures, scene buffers, the ray-tracing
-pipeline of shaders/render/pathtracer.slang and progressive accumulation.
+"""The device side of `neumat render`: acceleration structures, scene buffers, the path tracer of
+shaders/render/pathtracer.slang and progressive accumulation.
+
+The path tracer runs as a ray-tracing pipeline or, on software devices with ray queries, as a
+compute shader that casts its rays inline (`default_ray_casting`; the same shading code, the same
+images: on lavapipe the compute shader is faster).
 
 `prepare_render(device, scene, mode)` loads everything a scene references (meshes, material
 graphs evaluated into parameter pyramids, the environment) and returns a `PathTracer`;
@@ -37,6 +41,11 @@ from neumat.renderer.scene.scene_file import MaterialAssignment, Scene, resolve_
 
 SHADER = "render/pathtracer.slang"
 RAY_GEN, MISS_RADIANCE, MISS_SHADOW, CLOSEST_HIT = "rayGen", "missRadiance", "missShadow", "closestHit"
+COMPUTE_MAIN = "computeMain"  # the same path tracer as a compute shader with inline ray queries
+COMPUTE_GROUP = (8, 8)        # its [numthreads]
+# How rays are cast: "pipeline" (the ray-tracing pipeline, rayGen) or "inline" (ray queries in a
+# compute shader, computeMain). default_ray_casting() picks one per device.
+RAY_CASTING = ("pipeline", "inline")
 HIT_GROUP = "surface"
 PAYLOAD_BYTES = 24
 NO_MATERIAL = 0xFFFFFFFF
@@ -65,14 +74,37 @@ def _neural_variant(neural_set) -> tuple:
     return (module.name, tuple(sorted(defines.items())), str(module.directory))
 
 
-def _pipeline(device: spy.Device, variant: tuple = ()):
-    """(program, pipeline, shader table) of the path tracer, compiled once per device and neural
-    variant (_neural_variant; () is the reference-only path tracer)."""
+def default_ray_casting(device: spy.Device) -> str:
+    """'inline' (computeMain: ray queries in a compute shader) on software devices with ray queries,
+    where it measured 1.14x the pipeline's speed on lavapipe (the pipeline's emulation splits the
+    ray-generation shader at every TraceRay and spills its live state; docs/performance.md,
+    "The path tracer against Mitsuba 3"); 'pipeline' elsewhere: GPU drivers may lack ray queries
+    (the H200's does) and the pipeline is what was measured on GPUs."""
+    if is_software_device(device) and device.has_feature(spy.Feature.ray_query):
+        return "inline"
+    return "pipeline"
+
+
+def _pipeline(device: spy.Device, variant: tuple = (), casting: str = "pipeline") -> dict:
+    """The compiled path tracer for a device, neural variant (_neural_variant; () is the
+    reference-only path tracer) and ray casting (RAY_CASTING), compiled once per device:
+    {"program", "pipeline", "table"} for the ray-tracing pipeline, {"program", "kernel"} inline."""
     pipelines = device_state(device, __name__)
-    if variant not in pipelines:
+    key = (variant, casting)
+    if key not in pipelines:
         start = time.perf_counter()
         defines, include_dirs = (dict(variant[1]), [variant[2]]) if variant else (None, ())
         what = f" with the neural set {variant[0]}" if variant else ""
+        if casting == "inline":
+            program = load_program(device, SHADER, [COMPUTE_MAIN], defines, include_dirs, what)
+            try:
+                kernel = device.create_compute_kernel(program)
+            except Exception as exc:  # slangpy raises SlangCompileError and RuntimeError
+                raise NeumatError(f"Slang compilation of {SHADER}:{COMPUTE_MAIN}{what} failed:\n{exc}") from exc
+            COMPILE_STATS.seconds += time.perf_counter() - start
+            COMPILE_STATS.programs += 1
+            pipelines[key] = {"program": program, "kernel": kernel, "warm": False}
+            return pipelines[key]
         program = load_program(device, SHADER, [RAY_GEN, MISS_RADIANCE, MISS_SHADOW, CLOSEST_HIT], defines,
                                include_dirs, what)
         try:
@@ -86,9 +118,8 @@ def _pipeline(device: spy.Device, variant: tuple = ()):
             raise NeumatError(f"Slang compilation of {SHADER}{what} failed:\n{exc}") from exc
         COMPILE_STATS.seconds += time.perf_counter() - start
         COMPILE_STATS.programs += 1
-        pipelines[variant] = {"program": program, "pipeline": pipeline, "table": table, "warm": False}
-    p = pipelines[variant]
-    return p["program"], p["pipeline"], p["table"]
+        pipelines[key] = {"program": program, "pipeline": pipeline, "table": table, "warm": False}
+    return pipelines[key]
 
 
 @dataclass
@@ -157,6 +188,7 @@ class PathTracer:
         if neural_set is not None:
             self.material_names += [m.name for m in neural_set.materials]
         self.variant = _neural_variant(neural_set)
+        self.ray_casting = default_ray_casting(device)  # RAY_CASTING; may be set before rendering
         self.object_kinds: list[str | None] = list(assignment.object_kind)  # what render() shows
         self._build_geometry()
         self._build_lights()
@@ -363,13 +395,13 @@ class PathTracer:
         on first use (lavapipe: tens of seconds without its disk cache), and that belongs to
         compile time, not render time. Returns the seconds spent here (0 once done)."""
         state = device_state(self.device, __name__)
-        if state.get(self.variant, {}).get("warm"):
+        if state.get((self.variant, self.ray_casting), {}).get("warm"):
             return 0.0
         start = time.perf_counter()
-        _pipeline(self.device, self.variant)  # adds its own time to COMPILE_STATS
+        compiled = _pipeline(self.device, self.variant, self.ray_casting)  # adds its own time to COMPILE_STATS
         first_use = time.perf_counter()
         Accumulator(self, 1, 1, max_depth=0).add(0)
-        state[self.variant]["warm"] = True
+        compiled["warm"] = True
         COMPILE_STATS.seconds += time.perf_counter() - first_use
         return time.perf_counter() - start
 
@@ -399,8 +431,16 @@ class PathTracer:
 
     def dispatch(self, fixed: dict, first: int, count: int, width: int, height: int) -> None:
         """Adds samples first .. first + count - 1 of every pixel to the targets in `fixed`."""
-        _, pipeline, table = _pipeline(self.device, self.variant)
+        if self.ray_casting not in RAY_CASTING:
+            raise ValueError(f"unknown ray casting {self.ray_casting} (known: {', '.join(RAY_CASTING)})")
+        compiled = _pipeline(self.device, self.variant, self.ray_casting)
         dev = self.device
+        if self.ray_casting == "inline":
+            compiled["kernel"].dispatch(thread_count=[width, height, 1],
+                                        vars={**fixed, "firstSample": first, "sampleCount": count})
+            dev.wait()
+            return
+        pipeline, table = compiled["pipeline"], compiled["table"]
         enc = dev.create_command_encoder()
         with enc.begin_ray_tracing_pass() as rt:
             cursor = spy.ShaderCursor(rt.bind_pipeline(pipeline, table))
@@ -430,6 +470,9 @@ class PathTracer:
         acc = Accumulator(self, width, height, seed, max_depth, rr_depth, strategy, kinds)
         batch = (max(1, paths_per_dispatch // (acc.width * acc.height)) if paths_per_dispatch
                  else self.samples_per_dispatch(acc.width, acc.height))
+        # Equal dispatches (17 spp at most 16 per dispatch: 9 + 8, not 16 + 1): every pixel's paths
+        # run back to back inside a dispatch, and a short one keeps few lanes busy.
+        batch = -(-spp // -(-spp // batch))
         while acc.spp < spp:
             count = min(batch, spp - acc.spp)
             acc.add(count)
