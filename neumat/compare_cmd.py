@@ -107,11 +107,14 @@ def compare_material(args: argparse.Namespace) -> int:
     """The fidelity of a neural asset to its material graph on the fixed views (renderer/compare/fidelity.py)."""
     from neumat.renderer.compare.report import FIDELITY_HEADER, fidelity_rows, prepare_output_dir, write_fidelity_report
     from neumat.renderer.core.device import create_device
-    from neumat.renderer.compare.fidelity import check_inputs, measure, samplings
+    from neumat.renderer.compare.fidelity import check_inputs, measure, record_in_report, samplings
     from neumat.renderer.compare.reference_cache import ReferenceCache
 
     _check_material_options(args)
     inputs = check_inputs(args.material, args.source, args.views, args.size)
+    report_json = inputs.asset_path / "report" / "report.json"
+    if args.record and not report_json.is_file():
+        raise NeumatError(f"--record: {report_json} does not exist (the asset was baked with --no-report?)")
     reference, neural = samplings(args.spp, args.reference_minutes, args.reference_max_spp, args.neural_minutes)
     out_dir = prepare_output_dir(args.output or f"compare_{inputs.material.name}")
     device = create_device(args.device)
@@ -119,6 +122,9 @@ def compare_material(args: argparse.Namespace) -> int:
                        refresh=args.fresh_reference, log=lambda line: print(line, file=sys.stderr, flush=True))
     written = write_fidelity_report(out_dir, fidelity)
     summary = fidelity.summary()
+    if args.record:
+        print(f"recorded render_mean_flip {summary['mean_flip']:.4f} in {record_in_report(report_json, summary)}",
+              file=sys.stderr)
     print("  ".join(FIDELITY_HEADER[:4] + ["ref. noise", "neural noise"]))
     for row in fidelity_rows(summary):
         name, flip, flip_material, psnr, *_ = row
@@ -133,6 +139,8 @@ def compare_material(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     _check_max_flip(args.max_flip)
+    if args.record and args.material is None:
+        raise NeumatError("--record writes a --material measurement into the asset's report: give --material")
     if args.material is not None:
         return compare_material(args)
     if len(args.inputs) == 2:
@@ -190,5 +198,8 @@ def add_compare_parser(sub, add_device_flag) -> None:
     m.add_argument("--reference-cache", default=None, metavar="DIR",
                    help="where converged references are kept (default: the neumat cache's fidelity-references)")
     m.add_argument("--fresh-reference", action="store_true", help="render the references again (and re-cache them)")
+    m.add_argument("--record", action="store_true",
+                   help="also write the result into the asset's bake report (report/report.json: render_mean_flip "
+                        "and a render_fidelity block)")
     add_device_flag(p)
     p.set_defaults(func=cmd_compare)

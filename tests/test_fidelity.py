@@ -47,6 +47,7 @@ def test_views_are_distinct_and_name_their_shapes():
     ("scene too", r"--material takes no scene or images"),
     ("budget", r"--reference-minutes and --neural-minutes must be > 0"),
     ("size", r"--size must be 8 to 2048 pixels, got 4"),
+    ("record", r"--record: .*tiny\.neumat/report/report\.json does not exist"),
 ])
 def test_bad_input_is_one_error_and_writes_nothing(tiny, tmp_path, capsys, case, message):
     asset = tiny / "tiny.neumat"
@@ -66,6 +67,8 @@ def test_bad_input_is_one_error_and_writes_nothing(tiny, tmp_path, capsys, case,
         args += ["--neural-minutes", "0"]
     elif case == "size":
         args += ["--size", "4"]
+    elif case == "record":
+        args += ["--record"]
     else:
         args.insert(1, "stage")
     assert main(args) == 2
@@ -109,6 +112,29 @@ def test_cache_entries_round_trip_and_unreadable_ones_are_misses(tmp_path):
     assert rec == record and [p.name for p in path.parent.iterdir()] == ["k.npz"]  # no temporary file left
     path.write_bytes(b"truncated")
     assert cache.load("k") is None
+
+
+def test_record_adds_the_fidelity_to_the_bake_report(tmp_path):
+    """--record writes render_mean_flip and the per-view numbers into report.json and keeps every
+    other key; a file that is not a bake report is one error naming it, and is left alone."""
+    from neumat.renderer.compare.fidelity import record_in_report
+    from neumat.renderer.core.errors import NeumatError
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"format": "neumat-bake-report", "format_version": 1, "metrics": {"flip_mean": 0.1}}))
+    summary = {"mean_flip": 0.05, "mean_psnr_db": 30.0, "views": [{"name": "ball", "flip": 0.04},
+                                                                  {"name": "tile_far", "flip": 0.06}],
+               "reference_noise_flip_mean": 0.01, "neural_noise_flip_mean": 0.02, "device": "lavapipe",
+               "size": [128, 128], "reference_sampling": {}, "neural_sampling": {}}
+    record_in_report(report, summary)
+    data = json.loads(report.read_text())
+    assert data["render_mean_flip"] == 0.05 and data["metrics"] == {"flip_mean": 0.1}
+    assert data["render_fidelity"]["views"] == {"ball": 0.04, "tile_far": 0.06}
+    other = tmp_path / "other.json"
+    other.write_text('{"format": "something else"}')
+    with pytest.raises(NeumatError, match=r"other\.json: format: not a neumat bake report"):
+        record_in_report(other, summary)
+    assert json.loads(other.read_text()) == {"format": "something else"}
 
 
 @pytest.mark.slow

@@ -251,6 +251,37 @@ class Fidelity:
         }
 
 
+def record_in_report(report_json: Path, summary: dict) -> Path:
+    """Adds the measured fidelity to an asset's bake report (report/report.json): `render_mean_flip`
+    and a `render_fidelity` block (per-view FLIP, both sides' noise, device, sampling). The file is
+    rewritten atomically; every other key stays as the bake wrote it."""
+    import json
+
+    from neumat.renderer.core.atomic_files import atomic_output
+
+    try:
+        report = json.loads(report_json.read_text())
+    except FileNotFoundError:
+        raise NeumatError(f"{report_json}: the asset has no bake report to record the fidelity in") from None
+    except (OSError, ValueError) as exc:
+        raise NeumatError(f"{report_json}: not a readable bake report ({exc})") from None
+    if not isinstance(report, dict) or report.get("format") != "neumat-bake-report":
+        raise NeumatError(f"{report_json}: format: not a neumat bake report")
+    report["render_mean_flip"] = summary["mean_flip"]
+    report["render_fidelity"] = {
+        "mean_flip": summary["mean_flip"], "mean_psnr_db": summary["mean_psnr_db"],
+        "views": {v["name"]: v["flip"] for v in summary["views"]},
+        "reference_noise_flip_mean": summary["reference_noise_flip_mean"],
+        "neural_noise_flip_mean": summary["neural_noise_flip_mean"],
+        "device": summary["device"], "size": summary["size"],
+        "reference_sampling": summary["reference_sampling"], "neural_sampling": summary["neural_sampling"],
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()) + " UTC",
+    }
+    with atomic_output(report_json) as tmp:
+        Path(tmp).write_text(json.dumps(report, indent=1) + "\n")
+    return report_json
+
+
 @contextmanager
 def _heartbeat(log: Callable[[str], None], what: str) -> Iterator[None]:
     """Logs `what` every HEARTBEAT_SECONDS while the block runs (a compile is one long call)."""
