@@ -240,3 +240,10 @@ def test_viewer_denoise_toggle(device, xvfb_display, flat_scene, tmp_path, monke
     finally:
         reference_denoiser.close()
         viewer.close()
+
+
+def test_render_denoise_without_oidn_exits_2_before_rendering(flat_scene, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pyoidn", None)
+    assert main(["render", str(flat_scene), "--spp", "1", "--denoise", "-o", str(tmp_path / "x.exr")]) == 2
+    assert "pyoidn" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -21,10 +21,10 @@ pixel jitter) and at textures finer than a pixel. How OIDN treats them (AUX_MODE
 - "prefilter": OIDN's own albedo and normal filters clean them first, then the beauty pass
   takes them as clean (`cleanAux`). Best on both test scenes, several times the time: the
   default of `neumat render --denoise`.
-- "noisy": passed as they are to OIDN's model trained on noisy guides (`cleanAux` off); as fast
-  as no guides at all: the viewer's mode.
-- "clean": passed as clean without prefiltering. Measured worse than no guides at low sample
-  counts (it trusts the edge noise); kept for converged guides.
+- "noisy": passed as they are to OIDN's model trained on noisy guides (`cleanAux` off); the cost
+  of no guides and about their result: the viewer's mode.
+- "clean": passed as clean without prefiltering. At a few samples per pixel no better than no
+  guides (quality high) or worse (fast): it trusts their edge noise; for converged guides.
 The measurements (the stage at 4 spp, the test scene at 2 spp): docs/viewer.md, "Denoising".
 
 Errors: without the `pyoidn` package, or on a CPU that OIDN's CPU device does not support
