@@ -137,13 +137,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-# renderer/neural/material.py MLP_PATHS without importing slangpy for --help;
-# tests/test_render_neural.py keeps them equal.
-MLP_CHOICES = ("auto", "coopvec", "loop")
-
-
 def add_render_parser(sub, add_device_flag, add_display_flags) -> None:
     """Registers `neumat render` on the subparsers `sub` of the neumat command."""
+    from neumat.renderer.neural.codegen import MLP_PATHS
     from neumat.renderer.scene.scene_file import MODES
 
     p = sub.add_parser("render", help="path-trace a scene (TOML) with reference or neural materials",
@@ -167,7 +163,7 @@ def add_render_parser(sub, add_device_flag, add_display_flags) -> None:
                    help="denoise with Intel Open Image Denoise, guided by the albedo and normal AOVs: a PNG "
                         "output holds the denoised image; an EXR output keeps the raw beauty and the denoised "
                         "image goes beside it as OUT.denoised.exr")
-    p.add_argument("--mlp", choices=MLP_CHOICES, default="auto",
+    p.add_argument("--mlp", choices=MLP_PATHS, default="auto",
                    help="neural decoders' code path: coopvec (tensor cores; needs the device feature "
                         "cooperative_vector), loop (plain shader arithmetic), or auto (coopvec where available)")
     p.add_argument("-v", "--verbose", action="store_true", help="report loading steps")

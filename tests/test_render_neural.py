@@ -194,8 +194,10 @@ def test_coopvec_without_the_feature_is_one_clear_error(device, setup, tmp_path)
     assert not out.exists()
 
 
-def test_render_cli_offers_every_mlp_path():
-    from neumat.render_cmd import MLP_CHOICES
+def test_render_cli_offers_every_mlp_path(capsys):
+    from neumat.cli import main
     from neumat.renderer.neural.material import MLP_PATHS
 
-    assert MLP_CHOICES == MLP_PATHS
+    with pytest.raises(SystemExit):
+        main(["render", "--help"])
+    assert "{" + ",".join(MLP_PATHS) + "}" in capsys.readouterr().out

@@ -49,6 +49,9 @@ LOBE_OUTPUTS = 6  # shaders/neural/lobe.slang LobeParams.fromOutputs
 MAX_LAYERS = 12  # shaders/neural/mlp.slang NEURAL_MAX_LAYERS
 INTERLEAVE = 8  # outputs whose multiply-adds the loop path interleaves (_dense)
 COOP_ALIGN = 8  # CoopVec rows and columns are padded to multiples of this many halves (16 bytes)
+# The decoders' two code paths (auto: CoopVec where the device has cooperative vectors, else the loop);
+# here, with no slangpy import, so that `neumat render --help` can offer them.
+MLP_PATHS = ("auto", "coopvec", "loop")
 
 KERNEL_ENTRIES = {
     "evaluate": "neuralEvaluateKernel",

@@ -38,7 +38,7 @@ from neumat.renderer.neural.asset import NeuralAsset, load_asset
 
 log = logging.getLogger("neumat.neural")
 
-MLP_PATHS = ("auto", "coopvec", "loop")
+MLP_PATHS = codegen.MLP_PATHS
 RECORD_UINTS = 4 + 2 * codegen.MAX_LAYERS  # NeuralRecord
 COOP_OFFSET_ALIGN = 64  # bytes: CoopVec matrix and bias offsets
 
