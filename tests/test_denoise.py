@@ -221,7 +221,15 @@ def test_viewer_denoise_toggle(device, xvfb_display, flat_scene, tmp_path, monke
         np.testing.assert_array_equal(np.asarray(Image.open(png).convert("RGB")), session.image())
         np.testing.assert_array_equal(read_image(exr), session.main_result().image)  # the EXR stays raw
         np.testing.assert_array_equal(read_image(denoised_exr), session.denoised_image())
-        session.settings.denoise_always = False
+        # The split view denoises each side's columns with that side's AOVs (here both sides are
+        # the reference materials: one accumulation).
+        session.settings.view_mode, session.settings.split = "split", 0.25
+        viewer.frame()
+        r, column = session.main_result(), 16
+        sides = [reference_denoiser(r.image[:, c], r.aovs["albedo"][:, c], r.aovs["normal"][:, c])
+                 for c in (slice(0, column), slice(column, None))]
+        np.testing.assert_allclose(session.image(), to_display(np.concatenate(sides, axis=1)), atol=1)
+        session.settings.view_mode, session.settings.denoise_always = "beauty", False
 
         session.orbit.orbit(40.0, 0.0)  # a camera move: young again, denoised
         session.restart()
