@@ -208,6 +208,9 @@ def main(argv=None) -> int:
     ap.add_argument("--write-scene", type=Path, default=None, metavar="DIR",
                     help="write the room's scene and material files into DIR and exit")
     ap.add_argument("--no-mitsuba", action="store_true", help="time neumat alone")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="also time neumat's ray-tracing pipeline (rayGen) where the default is the compute "
+                         "shader with ray queries, in the same rounds")
     args = ap.parse_args(argv)
     if args.write_scene:
         print(write_scene(args.write_scene))
@@ -237,13 +240,30 @@ def main(argv=None) -> int:
         print(f"mitsuba {mi.__version__} scalar_rgb, {threads} threads")
         mi.render(mscene, spp=1, seed=999)  # warm-up
 
+    default_casting = tracer.ray_casting
+    pipeline = args.pipeline and default_casting != "pipeline"
+    if pipeline:
+        tracer.ray_casting = "pipeline"
+        t0 = time.perf_counter()
+        tracer.compile()
+        print(f"neumat's ray-tracing pipeline: compile {time.perf_counter() - t0:.1f} s")
+        tracer.ray_casting = default_casting
+
     pixels = SIZE * SIZE
-    ours_rate, theirs_rate, ours_images, theirs_images = [], [], [], []
+    ours_rate, theirs_rate, ours_images, theirs_images, pipeline_rate = [], [], [], [], []
     for run in range(args.runs):
         r = tracer.render(args.spp, seed=run + 1, paths_per_dispatch=args.paths_per_dispatch)
         ours_rate.append(args.spp * pixels / r.seconds)
         ours_images.append(r.image)
-        line = f"run {run + 1}: neumat {ours_rate[-1] / 1e6:.3f} M samples/s"
+        line = f"run {run + 1}: neumat ({default_casting}) {ours_rate[-1] / 1e6:.3f} M samples/s"
+        if pipeline:
+            tracer.ray_casting = "pipeline"
+            p = tracer.render(args.spp, seed=run + 1, paths_per_dispatch=args.paths_per_dispatch)
+            tracer.ray_casting = default_casting
+            pipeline_rate.append(args.spp * pixels / p.seconds)
+            line += f", neumat (pipeline) {pipeline_rate[-1] / 1e6:.3f} M samples/s"
+            if run == 0:
+                same = float(np.abs(p.image - r.image).max())
         if mi is not None:
             t0 = time.perf_counter()
             image = np.array(mi.render(mscene, spp=args.spp, seed=run + 1), np.float32)[..., :3]
@@ -255,7 +275,12 @@ def main(argv=None) -> int:
 
     ours = statistics.median(ours_rate)
     print(f"\n{SIZE}x{SIZE}, max depth {MAX_DEPTH}, {args.spp} spp x {args.runs} runs (medians)")
-    print(f"neumat:  {ours / 1e6:.3f} M samples/s ({1e6 / ours:.1f} us per path)")
+    print(f"neumat:  {ours / 1e6:.3f} M samples/s ({1e6 / ours:.1f} us per path; rays: {default_casting})")
+    if pipeline:
+        ratios = [a / b for a, b in zip(ours_rate, pipeline_rate)]
+        print(f"neumat with the ray-tracing pipeline: {statistics.median(pipeline_rate) / 1e6:.3f} M samples/s; "
+              f"{default_casting} / pipeline {statistics.median(ratios):.3f}x (median of the runs' ratios); "
+              f"largest pixel difference between the two {same:.2g}")
     if mi is None:
         return 0
     theirs = statistics.median(theirs_rate)
