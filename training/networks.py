@@ -26,7 +26,7 @@ def parse_network(spec: str) -> tuple[str, bool]:
     ValueError naming the choices for anything else."""
     size, lobe = (spec[:-len(LOBE_SUFFIX)], True) if spec.endswith(LOBE_SUFFIX) else (spec, False)
     if size not in EVALUATOR_SIZES:
-        raise ValueError(f"unknown network '{spec}' (choose from {', '.join(NETWORK_CHOICES)})")
+        raise ValueError(f"unknown evaluator network '{spec}' (choose from {', '.join(NETWORK_CHOICES)})")
     return size, lobe
 
 
