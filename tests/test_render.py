@@ -219,6 +219,51 @@ def test_same_seed_same_image_and_many_materials(device, tmp_path):
     assert np.all(np.isfinite(a.image)) and a.dropped_samples == 0
 
 
+@pytest.mark.gpu("ray_query")
+def test_pipeline_and_inline_ray_casting_render_the_same_image(device, tmp_path):
+    """The path tracer's two forms (renderer/pathtracer/tracer.py RAY_CASTING): the ray-tracing
+    pipeline, which GPUs run, and the compute shader with ray queries, which lavapipe runs by
+    default, render the same image and AOVs from the same seed (layered, conductor and diffuse
+    materials, an area light, a point light and an environment)."""
+    diffuse(tmp_path, "grey", (0.6, 0.6, 0.6))
+    coated(tmp_path, "coated", (0.5, 0.2, 0.1))
+    conductor(tmp_path, "metal", (0.9, 0.6, 0.5), (0.95, 0.8, 0.7), 0.2)
+    path = scene(tmp_path, camera(position=(0, 1.0, 4.0), target=(0, 0.3, 0), size=(32, 24)) + """
+[environment]
+type = "constant"
+color = 0.3
+[[lights]]
+position = [1.0, 2.0, 1.0]
+intensity = 2.0
+[[objects]]
+mesh = { shape = "sphere", radius = 0.5 }
+translate = [-0.6, 0.5, 0.0]
+material = "coated.toml"
+[[objects]]
+mesh = { shape = "sphere", radius = 0.5 }
+translate = [0.6, 0.5, 0.0]
+material = "metal.toml"
+[[objects]]
+mesh = { shape = "plane", size = [4, 4] }
+material = "grey.toml"
+[[objects]]
+mesh = { shape = "plane", size = [0.5, 0.5] }
+translate = [0.0, 2.0, 0.0]
+rotate = [180, 0, 0]
+emission = 5.0
+""")
+    tracer, _ = prepare_render(device, load_scene(path))
+    images = {}
+    for casting in ("pipeline", "inline"):
+        tracer.ray_casting = casting
+        images[casting] = tracer.render(8, 5)
+    a, b = images["pipeline"], images["inline"]
+    np.testing.assert_allclose(b.image, a.image, rtol=1e-5, atol=1e-6)
+    for name in a.aovs:
+        np.testing.assert_allclose(b.aovs[name], a.aovs[name], rtol=1e-5, atol=1e-6)
+    assert a.image.mean() > 0.01 and a.dropped_samples == b.dropped_samples == 0
+
+
 def test_render_command(device, tmp_path, capsys):
     """`neumat render` end to end: image, AOVs, the closing timing line; area and point lights."""
     diffuse(tmp_path, "grey", (0.5, 0.5, 0.5))
