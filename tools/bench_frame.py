@@ -14,7 +14,8 @@ medians) and their ratio, then the viewer's frame rate at its default (auto) ren
   default view settings apply, so the moving view is denoised where Open Image Denoise is installed
   (the line says whether it was). Window drawing and the panel are not included.
 
-    python tools/bench_frame.py                      # 400x225, 4 spp, 3 rounds; about 2-4 min on 2 cores
+    python tools/bench_frame.py                      # 400x225, 4 spp, 3 rounds: about 1.5 min on 2 cores
+                                                     # once compiled (the first run compiles for minutes)
     python tools/bench_frame.py --width 800 --spp 8 --rounds 5 --materials
 """
 
