@@ -18,12 +18,11 @@ bad options before any bake (e.g. --cluster without Ray installed).
 import argparse
 import sys
 
-EVALUATOR_CHOICES = ("2x16", "2x32", "3x64")  # training/networks.py EVALUATOR_SIZES
-DIRECTION_CHOICES = ("vectors", "half_difference")  # training/networks.py DIRECTION_ENCODINGS
 
 
 def cmd_bake(args: argparse.Namespace) -> int:
-    from neumat.training.bake import BakeInterrupted, BakeSettings, bake
+    from neumat.training.bake import BakeInterrupted, bake
+    from neumat.training.settings import BakeSettings
 
     settings = BakeSettings(evaluator=args.network, resolution=args.resolution, iterations=args.iterations,
                             time_budget=args.time_budget, seed=args.seed, report=not args.no_report)
@@ -68,12 +67,11 @@ def _bake_batch(args: argparse.Namespace, settings) -> int:
     return code
 
 
-# Shown in --help without importing torch; tests/test_bake.py keeps them equal to training/bake.py's.
-DEFAULT_RESOLUTION = 256
-DEFAULT_ITERATIONS = 4000
-
-
 def add_bake_parser(sub, add_device_flag) -> None:
+    from neumat.renderer.neural.asset import DIRECTION_ENCODINGS
+    from neumat.training.settings import (DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EVALUATOR, DEFAULT_ITERATIONS,
+                                          DEFAULT_RESOLUTION, EVALUATOR_SIZES)
+
     p = sub.add_parser("bake", help="train neural materials from material graphs (TOML) and write their assets",
                        description="Train a neural material (latent pyramid, decoders, learned frames, sampler) "
                                    "from a layered material graph and write it as <name>.neumat/ with a bake report. "
@@ -83,12 +81,12 @@ def add_bake_parser(sub, add_device_flag) -> None:
     p.add_argument("-o", "--output", default=None,
                    help="the asset directory (ending in .neumat; one material only) or a folder to write "
                         "<name>.neumat into (default: the current folder)")
-    p.add_argument("--network", default="2x32", metavar="SIZE",
-                   help=f"evaluator size: {', '.join(EVALUATOR_CHOICES)}, each optionally with '+lobe' (an analytic "
-                        f"GGX lobe added to the evaluator: docs/baking.md) (default 2x32)")
-    p.add_argument("--directions", default=None, choices=DIRECTION_CHOICES,
+    p.add_argument("--network", default=DEFAULT_EVALUATOR, metavar="SIZE",
+                   help=f"evaluator size: {', '.join(EVALUATOR_SIZES)}, each optionally with '+lobe' (an analytic "
+                        f"GGX lobe added to the evaluator: docs/baking.md) (default {DEFAULT_EVALUATOR})")
+    p.add_argument("--directions", default=None, choices=DIRECTION_ENCODINGS,
                    help="the evaluator's direction features: wi and wo (vectors) or the stable half and difference "
-                        "vectors (half_difference) in each learned frame (default vectors)")
+                        f"vectors (half_difference) in each learned frame (default {DEFAULT_DIRECTIONS})")
     p.add_argument("--resolution", type=int, default=None,
                    help=f"latent level-0 resolution, a power of two (default: the material's, at most "
                         f"{DEFAULT_RESOLUTION})")
@@ -103,7 +101,7 @@ def add_bake_parser(sub, add_device_flag) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted bake from its checkpoint (<asset>.checkpoint.pt); in a batch, "
                         "the materials without one start afresh")
-    p.add_argument("--batch-size", type=int, default=None, help="samples per iteration (default 16384)")
+    p.add_argument("--batch-size", type=int, default=None, help=f"samples per iteration (default {DEFAULT_BATCH})")
     p.add_argument("--torch-device", default=None,
                    help="torch device for training: cpu or cuda (default: cuda when torch sees one)")
     p.add_argument("--no-report", action="store_true", help="skip the bake report (held-out error, flat-patch FLIP)")

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from neumat import bake_cmd
 from neumat.cli import main
 from neumat.renderer.core.errors import NeumatError
 from neumat.training import bake as bake_mod
@@ -70,10 +69,19 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.suffix != ".toml")
 
 
-def test_cli_defaults_match_the_bake_module():
-    assert bake_cmd.DEFAULT_RESOLUTION == bake_mod.DEFAULT_RESOLUTION
-    assert bake_cmd.DEFAULT_ITERATIONS == bake_mod.DEFAULT_ITERATIONS
-    assert set(bake_cmd.EVALUATOR_CHOICES) == set(bake_mod.EVALUATOR_SIZES)
+def test_cli_defaults_match_the_bake_module(capsys):
+    """`neumat bake --help` states the library's defaults (training/settings.py), read, not copied."""
+    from neumat.cli import main
+    from neumat.training import settings
+
+    with pytest.raises(SystemExit):
+        main(["bake", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for value in (settings.DEFAULT_RESOLUTION, settings.DEFAULT_ITERATIONS, settings.DEFAULT_BATCH,
+                  settings.DEFAULT_EVALUATOR, settings.DEFAULT_DIRECTIONS):
+        assert f"(default {value})" in text or f"at most {value})" in text, value
+    assert all(size in text for size in settings.EVALUATOR_SIZES)
+    assert bake_mod.BakeSettings is settings.BakeSettings
 
 
 def test_asset_location():

@@ -33,7 +33,7 @@ from neumat.training import lobe as L
 from neumat.training.export import load_model, save_asset
 from neumat.training.frames import half_difference
 from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
-from neumat.training.networks import parse_network
+from neumat.training.settings import parse_network
 
 RESOLUTION = 8
 N = 4096

@@ -13,7 +13,8 @@ from sample_pdf_bound import SAMPLE_PDF_ULPS, sample_pdf_mismatch
 from neumat.training.frames import ShadingFrames, identity_transform, transform
 from neumat.training.latents import LatentPyramid
 from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
-from neumat.training.networks import EVALUATOR_SIZES, MLP, Encoder, Evaluator, flatten, weight_layout
+from neumat.training.networks import MLP, Encoder, Evaluator, flatten, weight_layout
+from neumat.training.settings import EVALUATOR_SIZES
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

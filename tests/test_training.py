@@ -11,7 +11,7 @@ import torch
 from neumat.renderer.materials import reference as ref
 from neumat.renderer.materials.layout import StackLayout
 from neumat.training import data
-from neumat.training.networks import EVALUATOR_SIZES
+from neumat.training.settings import EVALUATOR_SIZES
 from neumat.training.losses import LOSSES, log_correlation, log_l1, relative_l2, skill
 from neumat.training.trainer import TrainConfig, Trainer, cosine_lr
 from neumat.training.watchdog import CORRELATION_FLOOR, LR_BACKOFF, TrainingFailed, Watchdog

@@ -40,7 +40,7 @@ import signal
 import shlex
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -50,15 +50,11 @@ from neumat.renderer.core.atomic_files import atomic_output, remove_stale_tempor
 from neumat.renderer.core import interrupts
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.neural.asset import ASSET_SUFFIX, MANIFEST_NAME
-from neumat.training.networks import EVALUATOR_SIZES, NETWORK_CHOICES, parse_network  # noqa: F401 (EVALUATOR_SIZES: bake_cmd's test)
+from neumat.training.settings import (DEFAULT_ITERATIONS, DEFAULT_RESOLUTION, MAX_BATCH, MIN_RESOLUTION,
+                                      NETWORK_CHOICES, BakeSettings, parse_network)
 from neumat.training.trainer import TrainConfig, Trainer
 
-DEFAULT_RESOLUTION = 256  # latent level 0 (capped at the material's own resolution)
-DEFAULT_ITERATIONS = 4000  # in all: half encoder phase, half fine-tuning
-DEFAULT_BATCH = 16384
-MAX_BATCH = 1 << 22  # a few GB of activations and reference queries per step
 ENCODER_SHARE = 0.5
-MIN_RESOLUTION = 4
 CHECKPOINT_SUFFIX = ".checkpoint.pt"
 CHECKPOINT_VERSION = 2  # 2: loadable with weights_only (trainer.CHECKPOINT_FORMAT 2)
 REPORT_DIR = "report"
@@ -69,26 +65,6 @@ _MATCHING_FIELDS = ("evaluator", "directions", "resolution", "use_encoder", "use
                     "lr_start", "lr_end", "mollify_degrees", "mollify_fraction", "sampler_fraction", "level_rate",
                     "below_horizon", "peak_fraction", "lr_scale_latents", "lr_scale_frames",
                     "lr_scale_first", "lr_restart", "seed")
-
-
-@dataclass
-class BakeSettings:
-    """What `neumat bake` lets a user choose (and the ablation varies)."""
-
-    evaluator: str = "2x32"
-    resolution: int | None = None  # default: min(material resolution, DEFAULT_RESOLUTION)
-    iterations: int | None = None  # default: DEFAULT_ITERATIONS unless time_budget is given
-    time_budget: float | None = None  # minutes of training
-    seed: int = 0
-    batch_size: int = DEFAULT_BATCH
-    use_encoder: bool = True
-    use_frames: bool = True
-    report: bool = True
-    heldout_queries: int = 1 << 16
-    checkpoint_every: int = 250  # steps
-    checkpoint_seconds: float = 120.0
-    replan_every: int = 50  # steps between time-budget re-plans
-    train_overrides: dict = field(default_factory=dict)  # other TrainConfig fields (experiments, tests)
 
 
 @dataclass

@@ -28,7 +28,8 @@ from neumat.renderer.neural.asset import (
 from neumat.training import lobe as analytic
 from neumat.training import sampler as mixture
 from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
-from neumat.training.networks import ENCODER_HIDDEN, EVALUATOR_SIZES, flatten, parse_network, weight_layout
+from neumat.training.networks import ENCODER_HIDDEN, flatten, weight_layout
+from neumat.training.settings import EVALUATOR_SIZES, parse_network
 
 FP16_MAX = float(np.finfo(np.float16).max)
 

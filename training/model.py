@@ -16,7 +16,9 @@ from neumat.training import lobe as analytic
 from neumat.training import sampler as mixture
 from neumat.training.frames import ShadingFrames, features, local
 from neumat.training.latents import LatentPyramid
-from neumat.training.networks import DEFAULT_EVALUATOR, DIRECTION_ENCODINGS, Encoder, Evaluator, parse_network
+from neumat.renderer.neural.asset import DIRECTION_ENCODINGS
+from neumat.training.networks import Encoder, Evaluator
+from neumat.training.settings import DEFAULT_EVALUATOR, parse_network
 
 
 @dataclass

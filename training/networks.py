@@ -11,23 +11,9 @@ import torch
 from torch import nn
 
 from neumat.renderer.neural.asset import DIRECTION_FEATURES
-
-EVALUATOR_SIZES: dict[str, list[int]] = {"2x16": [16, 16], "2x32": [32, 32], "3x64": [64, 64, 64]}
-DEFAULT_EVALUATOR = "2x32"
-LOBE_SUFFIX = "+lobe"  # "2x32+lobe": the evaluator plus the analytic GGX lobe (training/lobe.py)
-NETWORK_CHOICES = tuple(EVALUATOR_SIZES) + tuple(s + LOBE_SUFFIX for s in EVALUATOR_SIZES)
-DIRECTION_ENCODINGS = ("vectors", "half_difference")  # training/frames.py
+from neumat.training.settings import DEFAULT_EVALUATOR, EVALUATOR_SIZES, parse_network
 
 ENCODER_HIDDEN = [64, 64, 64, 64]
-
-
-def parse_network(spec: str) -> tuple[str, bool]:
-    """A network spec "SIZE" or "SIZE+lobe" -> (evaluator size, with the analytic lobe).
-    ValueError naming the choices for anything else."""
-    size, lobe = (spec[:-len(LOBE_SUFFIX)], True) if spec.endswith(LOBE_SUFFIX) else (spec, False)
-    if size not in EVALUATOR_SIZES:
-        raise ValueError(f"unknown evaluator network '{spec}' (choose from {', '.join(NETWORK_CHOICES)})")
-    return size, lobe
 
 
 class MLP(nn.Module):

@@ -75,7 +75,9 @@ from neumat.renderer.images.color import LUMINANCE
 from neumat.renderer.materials.reference import ReferenceMaterial
 from neumat.training.data import Batch, BatchSource, DataConfig, Prefetcher
 from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
-from neumat.training.networks import DIRECTION_ENCODINGS, Evaluator, parse_network
+from neumat.renderer.neural.asset import DIRECTION_ENCODINGS
+from neumat.training.networks import Evaluator
+from neumat.training.settings import parse_network
 from neumat.training.losses import LOG_EPS, LOSSES, log_correlation, log_l1, skill
 from neumat.training.watchdog import Watchdog
 
