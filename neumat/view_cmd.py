@@ -42,7 +42,8 @@ def cmd_view(args: argparse.Namespace) -> int:
     from neumat.renderer.core.device import create_device
     from neumat.renderer.images.io import TONEMAPPERS, check_output_path
     from neumat.renderer.scene.scene_file import find_scene
-    from neumat.renderer.viewer.session import ViewerSession, ViewSettings
+    from neumat.renderer.viewer.modes import ViewSettings
+    from neumat.renderer.viewer.session import ViewerSession
 
     scene_path = find_scene(args.scene)
     if args.screenshot:
@@ -100,8 +101,9 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def add_view_parser(sub, add_device_flag, add_display_flags) -> None:
     """Registers `neumat view` on the subparsers `sub` of the neumat command."""
-    from neumat.renderer.viewer.modes import VIEW_MODES
+    from neumat.renderer.viewer.modes import VIEW_MODES, ViewSettings
 
+    defaults = ViewSettings()
     p = sub.add_parser("view", help="interactive viewer: orbit a scene, flip materials between neural and reference",
                        description="Opens a window on a scene (default: the built-in stage with the pre-baked "
                                    "neural materials) and path-traces it progressively. Needs a display; "
@@ -112,16 +114,16 @@ def add_view_parser(sub, add_device_flag, add_display_flags) -> None:
                    help="render resolution as a fraction of the scene camera's, in (0, 1]; default auto: "
                         "the largest step (1, 0.75, 0.5, ..., 0.1) at which one sample per pixel takes "
                         "at most 0.1 s on this device")
-    p.add_argument("--spp-cap", type=int, default=256, help="stop accumulating at this many samples per pixel "
-                                                            "(default 256)")
+    p.add_argument("--spp-cap", type=int, default=defaults.spp_cap,
+                   help=f"stop accumulating at this many samples per pixel (default {defaults.spp_cap})")
     p.add_argument("--max-depth", type=int, default=None, help="maximum scattering events per path "
                                                                "(default: the scene's)")
-    p.add_argument("--view-mode", choices=list(VIEW_MODES), default="beauty", help="the view at start "
-                                                                                   "(default beauty)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--view-mode", choices=list(VIEW_MODES), default=defaults.view_mode,
+                   help=f"the view at start (default {defaults.view_mode})")
+    p.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
     p.add_argument("--denoise", choices=DENOISE_CHOICES, default="moving",
                    help="show the image denoised by Open Image Denoise: while moving (default: from a camera or "
-                        "setting change until 64 spp), always, or off; the N key toggles it")
+                        f"setting change until {defaults.denoise_until_spp} spp), always, or off; the N key toggles it")
     p.add_argument("--size", type=_window_size, default=DEFAULT_WINDOW, metavar="WxH",
                    help="window size (default 1280x720)")
     p.add_argument("--screenshot-dir", default=".", metavar="DIR",

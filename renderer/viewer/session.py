@@ -25,7 +25,7 @@ from neumat.renderer.images.metrics import ldr_flip_error
 from neumat.renderer.pathtracer.tracer import Accumulator, PathTracer, RenderResult, prepare_render
 from neumat.renderer.scene.scene_file import REFERENCE, NEURAL, Scene, find_scene, load_scene
 from neumat.renderer.viewer.camera import OrbitCamera
-from neumat.renderer.viewer.modes import VIEW_MODES
+from neumat.renderer.viewer.modes import VIEW_MODES, ViewSettings
 
 FRAME_BUDGET_SECONDS = 0.1      # the longest dispatch step() aims for: the window stays responsive
 FLIP_INTERVAL_SECONDS = 1.0     # the error view recomputes FLIP at most this often
@@ -39,25 +39,6 @@ PROBE_SCALE = 0.1               # render scale of the calibration dispatches
 # Turbo-like heatmap stops: dark blue (finest level) .. dark red (coarsest).
 _HEAT = np.array([[0.19, 0.07, 0.23], [0.16, 0.47, 0.93], [0.10, 0.86, 0.72], [0.63, 0.99, 0.24],
                   [0.98, 0.60, 0.13], [0.48, 0.02, 0.01]])
-
-
-@dataclass
-class ViewSettings:
-    """What the panel controls; `max_depth` and `env_rotation` None mean the scene's own."""
-
-    render_scale: float = 0.25          # of the scene camera's resolution
-    spp_cap: int = 256
-    max_depth: int | None = None
-    exposure: float = 0.0
-    tonemapper: str = "aces"
-    view_mode: str = "beauty"
-    split: float = 0.5                  # divider position in the split view, 0 (left) .. 1 (right)
-    env_rotation: float | None = None   # degrees about +y
-    env_intensity: float = 1.0          # factor on the scene's environment radiance
-    seed: int = 0
-    denoise: bool = True                # show the denoised image while the view is young (see below)
-    denoise_always: bool = False        # ... or at every sample count
-    denoise_until_spp: int = 64         # "while moving": until the still view has this many spp
 
 
 @dataclass
