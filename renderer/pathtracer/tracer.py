@@ -37,6 +37,7 @@ from neumat.renderer.core.kernels import COMPILE_STATS, load_program
 from neumat.renderer.scene.meshes import Mesh, load_mesh_file, procedural
 from neumat.renderer.core.numbers import FLOAT32_MAX
 from neumat.renderer.images.color import luminance
+from neumat.renderer.materials.query import MATERIAL_KINDS
 from neumat.renderer.scene.scene_file import MaterialAssignment, Scene, resolve_materials
 
 SHADER = "render/pathtracer.slang"
@@ -60,7 +61,8 @@ PATHS_PER_DISPATCH_GPU = 1 << 22
 # Share of next-event samples that go to the environment when the scene also has other lights.
 ENVIRONMENT_SHARE = 0.5
 
-MATERIAL_KIND = {"reference": 0, "neural": 1}  # shaders/render/scene_geometry.slang MATERIAL_KIND_*
+# Material kind -> its id on the device (shaders/render/scene_geometry.slang MATERIAL_KIND_*, in this order).
+MATERIAL_KIND = {kind: i for i, kind in enumerate(MATERIAL_KINDS)}
 
 _BUILD_USAGE = spy.BufferUsage.shader_resource | spy.BufferUsage.acceleration_structure_build_input
 
