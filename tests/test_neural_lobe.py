@@ -15,25 +15,22 @@ over ten times below the 1e-4 bound.
 import json
 import math
 import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
-import slangpy as spy
 import torch
 
 from neumat.renderer.neural import codegen
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.neural import material as nm
 from neumat.renderer.neural.asset import load_asset
-from neumat.renderer.core.paths import SHADER_DIR
-from neumat.renderer.materials.query import query_records
 from neumat.training import lobe as L
 from neumat.training.export import load_model, save_asset
 from neumat.training.frames import half_difference
 from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
 from neumat.training.settings import parse_network
+from neural_parity import (check_coopvec_against_loop, check_eval_and_pdf_fp16, check_sample, check_set_evaluate,
+                           compile_with_slangc, cpu_slang_device)
 
 RESOLUTION = 8
 N = 4096
@@ -244,14 +241,6 @@ def test_inconsistent_lobe_records_are_named(assets, tmp_path):
 
 # --- Slang parity ---------------------------------------------------------------------------------
 
-def fp16_model(path: Path) -> NeuralMaterial:
-    model = load_model(path)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.half().float())
-    return model
-
-
 @pytest.fixture(scope="module")
 def queries():
     rng = np.random.default_rng(4)
@@ -270,120 +259,47 @@ def mat_hd(device, assets):
     return nm.NeuralMaterial.from_asset(device, assets["hd"], mlp="loop")
 
 
-def rel(a, b, floor):
-    return np.abs(a - b) / (np.abs(b) + floor)
-
-
-def _torch_latents(model, q):
-    return model.latents.sample_level(torch.from_numpy(q["uv"]), torch.from_numpy(q["lod"]).long())
-
-
 @pytest.mark.parametrize("which", ["lobe", "hd"])
 def test_eval_and_pdf_match_torch(device, mat_lobe, mat_hd, assets, queries, which):
     material = {"lobe": mat_lobe, "hd": mat_hd}[which]
-    q = queries
-    f = material.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
-    p = material.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
-    wi, wo = torch.from_numpy(q["wi"]), torch.from_numpy(q["wo"])
-    with torch.no_grad():
-        m16 = fp16_model(assets[which])
-        lat = _torch_latents(m16, q)
-        f16 = m16.eval_from_latent(lat, wi, wo).numpy()
-        p16 = m16.pdf_from_latent(lat, wi, wo).numpy()
-        if which == "lobe":
+    _, f16, m16, lat = check_eval_and_pdf_fp16(material, assets[which], queries)
+    if which == "lobe":
+        wi, wo = torch.from_numpy(queries["wi"]), torch.from_numpy(queries["wo"])
+        with torch.no_grad():
             lobe = L.evaluate(m16.lobe(lat), *m16.local_directions(lat, wi, wo)[:2]).numpy()
-            share = lobe.sum(-1) / f16.sum(-1)
-            assert np.median(share) > 0.05 and share.max() > 0.5  # the lobe is tested, not negligible
-    assert np.all(np.isfinite(f)) and np.all(np.isfinite(p))
-    assert rel(f, f16, 1e-6).max() < 1e-4
-    assert rel(p, p16, 1e-6).max() < 1e-3
+        share = lobe.sum(-1) / f16.sum(-1)
+        assert np.median(share) > 0.05 and share.max() > 0.5  # the lobe is tested, not negligible
 
 
 def test_sample_matches_torch_and_its_pdf(device, mat_lobe, assets, queries):
-    from test_neural_slang import pcg_uniforms
-    q = queries
-    seed = 6
-    wo, weight, pdf = mat_lobe.sample(q["uv"], q["wi"], q["lod"], seed=seed)
-    u = pcg_uniforms(seed, N, 4)[:, 1:]
-    wi = torch.from_numpy(q["wi"])
-    with torch.no_grad():
-        m16 = fp16_model(assets["lobe"])
-        lat = _torch_latents(m16, q)
-        t_wo, t_weight, t_pdf = (x.numpy() for x in m16.sample_from_latent(lat, wi, torch.from_numpy(u)))
-        w_diffuse = m16.sampler.decode(lat, wi).weights[:, 0].numpy()
-    clear = (np.abs(u[:, 0] - w_diffuse) > 1e-5) & (np.abs(t_wo[:, 2]) > 1e-4)
-    assert clear.mean() > 0.99
-    ok = clear & (t_wo[:, 2] > 0)
-    assert ok.sum() > N // 2 and np.all(pdf[ok] > 0)
-    assert np.abs(wo[ok] - t_wo[ok]).max() < 1e-4
-    assert np.quantile(rel(pdf[ok], t_pdf[ok], 1e-6), 0.999) < 1e-3
-    assert np.quantile(rel(weight[ok], t_weight[ok], 1e-6), 0.999) < 1e-3
-    # the sampler's pdf at a sample is pdf() there, and the weight is eval / pdf (lobe included)
-    f = mat_lobe.evaluate(q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
-    p = mat_lobe.pdf(q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
-    assert np.quantile(rel(p, pdf[ok], 1e-6), 0.99) < 1e-3
-    assert np.quantile(rel(f / p[:, None], weight[ok], 1e-6), 0.99) < 1e-3
+    check_sample(mat_lobe, assets["lobe"], queries, seed=6)
 
 
 def test_a_set_mixes_lobe_and_plain_members(device, mat_lobe, mat_hd, queries):
-    q = queries
-    mset = nm.NeuralMaterialSet(device, [mat_hd, mat_lobe], mlp="loop")
-    ids = np.random.default_rng(9).integers(0, 2, N).astype(np.uint32)
-    f = nm.run_queries(mset, "evaluate", 3, query_records(q["uv"], q["wi"], q["wo"], q["lod"]), 3, ids)
-    for k, m in enumerate((mat_hd, mat_lobe)):
-        sel = ids == k
-        fk = m.evaluate(q["uv"][sel], q["wi"][sel], q["wo"][sel], q["lod"][sel])
-        assert rel(f[sel], fk, 1e-6).max() < 1e-5
+    check_set_evaluate(device, [mat_hd, mat_lobe], queries, np.random.default_rng(9).integers(0, 2, N).astype(np.uint32))
 
 
 @pytest.fixture(scope="module")
 def cpu_device():
-    if shutil.which("g++") is None:
-        pytest.skip("slangpy's cpu device needs g++")
-    return spy.Device(type=spy.DeviceType.cpu,
-                      compiler_options=spy.SlangCompilerOptions({"include_paths": [str(SHADER_DIR)]}))
+    return cpu_slang_device()
 
 
 def test_coopvec_path_on_the_cpu_device(cpu_device, mat_lobe, assets, queries):
     """The lobe layer through CoopVec (fp16 matrices and accumulation in Slang's software fallback)
-    against the loop path: the tolerances of tests/test_neural_slang.py's CoopVec test (fp16)."""
+    against the loop path, with the fp16 tolerances of the plain assets' test."""
     coop = nm.NeuralMaterial.from_asset(cpu_device, assets["lobe"], mlp="coopvec")
-    n = 64
-    q = {k: v[:n] for k, v in queries.items()}
-    f = coop.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
-    p = coop.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
-    f_loop = mat_lobe.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
-    p_loop = mat_lobe.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
-    assert rel(f, f_loop, 1e-4).max() < 2e-2
-    assert np.quantile(rel(p, p_loop, 1e-4), 0.95) < 5e-2
-    wo, _, pdf = coop.sample(q["uv"], q["wi"], q["lod"], seed=2)
-    wo_loop, _, pdf_loop = mat_lobe.sample(q["uv"], q["wi"], q["lod"], seed=2)
-    both = (pdf > 0) & (pdf_loop > 0)
-    assert both.sum() > n // 2 and np.median(np.abs(wo[both] - wo_loop[both])) < 1e-2
+    check_coopvec_against_loop(coop, mat_lobe, {k: v[:64] for k, v in queries.items()})
 
 
 @pytest.mark.gpu("cooperative_vector")
 def test_coopvec_path_on_the_device(device, mat_lobe, assets, queries):
     coop = nm.NeuralMaterial.from_asset(device, assets["lobe"], mlp="coopvec")
-    q = queries
-    f = coop.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
-    f_loop = mat_lobe.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
-    assert rel(f, f_loop, 1e-4).max() < 2e-2
+    check_coopvec_against_loop(coop, mat_lobe, queries, with_sample=False)
 
 
 def test_generated_lobe_code_compiles_for_cuda_and_coopvec_spirv(assets, tmp_path):
-    slangtorch = pytest.importorskip("slangtorch")
-    slangc = Path(slangtorch.__file__).parent / "bin" / "slangc"
-    if not slangc.is_file():
-        pytest.skip(f"no slangc in {slangc.parent}")
     ma = codegen.generate_module(load_asset(assets["lobe"]), tmp_path)
     mb = codegen.generate_module(load_asset(assets["hd"]), tmp_path)
     s = codegen.generate_set([ma, mb], tmp_path)
     assert ma.lobe and not mb.lobe and s.lobe
-    for module, target, coop in [(ma, "cuda", 1), (s, "spirv", 1)]:
-        out = tmp_path / f"{module.name}_{coop}.{'cu' if target == 'cuda' else 'spv'}"
-        cmd = [str(slangc), str(module.kernels_path), "-I", str(SHADER_DIR), "-I", str(module.directory),
-               "-target", target, "-entry", codegen.KERNEL_ENTRIES["shade"], f"-DNEURAL_COOPVEC={coop}",
-               f"-DNEURAL_COOPVEC_OPTIMAL={coop}", "-o", str(out)] + (["-O0"] if target == "spirv" else [])
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
+    compile_with_slangc([(ma, "cuda", 1), (s, "spirv", 1)], tmp_path)

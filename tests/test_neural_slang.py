@@ -19,8 +19,6 @@ pick's one from RNG.create(seed, i), reproduced here in numpy (PCG32, shaders/co
 import logging
 import math
 import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,10 +32,12 @@ from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.neural import material as nm
 from neumat.renderer.materials.graph import load_material
 from neumat.renderer.neural.asset import ASSET_FORMAT_VERSION, load_asset
-from neumat.renderer.core.paths import REPO_ROOT, SHADER_DIR, cache_dir
+from neumat.renderer.core.paths import REPO_ROOT, cache_dir
 from neumat.training.export import load_model, save_asset
 from neumat.training.model import NeuralMaterial as TorchMaterial
 from neumat.training.model import NeuralMaterialConfig
+from neural_parity import (check_coopvec_against_loop, check_eval_and_pdf_fp16, check_sample, check_set_evaluate,
+                           compile_with_slangc, cpu_slang_device, fp16_model, rel, torch_latents)
 
 TINY_TOML = """
 [material]
@@ -94,15 +94,6 @@ def mat_b(device, assets):
     return nm.NeuralMaterial.from_asset(device, assets["b"], mlp="loop")
 
 
-def fp16_model(path: Path) -> TorchMaterial:
-    """The fp32 master model with every parameter rounded to fp16: the runtime's values."""
-    model = load_model(path)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.half().float())
-    return model
-
-
 def hemisphere(rng, n: int) -> np.ndarray:
     v = rng.normal(size=(n, 3))
     v[:, 2] = np.abs(v[:, 2]) + 1e-3
@@ -115,34 +106,6 @@ def queries():
     return {"uv": rng.uniform(-1.5, 2.5, (N, 2)).astype(np.float32),  # wraps
             "lod": rng.integers(0, 4, N).astype(np.float32),
             "wi": hemisphere(rng, N), "wo": hemisphere(rng, N)}
-
-
-def torch_latents(model: TorchMaterial, q) -> torch.Tensor:
-    return model.latents.sample_level(torch.from_numpy(q["uv"]), torch.from_numpy(q["lod"]).long())
-
-
-def pcg_uniforms(seed: int, n: int, count: int) -> np.ndarray:
-    """[n, count] floats of RNG.create(seed, i).next() (shaders/common/random.slang)."""
-    state = np.zeros(n, np.uint32)
-    inc = (np.arange(n, dtype=np.uint32) << np.uint32(1)) | np.uint32(1)
-
-    def next_uint():
-        nonlocal state
-        old = state
-        state = (old * np.uint32(747796405) + inc).astype(np.uint32)
-        word = ((old >> ((old >> np.uint32(28)) + np.uint32(4))) ^ old) * np.uint32(277803737)
-        return (word >> np.uint32(22)) ^ word
-
-    with np.errstate(over="ignore"):
-        next_uint()
-        state = (state + np.uint32((seed * 0x9E3779B9 + 0x7F4A7C15) & 0xFFFFFFFF)).astype(np.uint32)
-        next_uint()
-        out = np.stack([(next_uint() >> np.uint32(8)).astype(np.float64) / 16777216.0 for _ in range(count)], axis=1)
-    return out.astype(np.float32)
-
-
-def rel(a, b, floor):
-    return np.abs(a - b) / (np.abs(b) + floor)
 
 
 # --- generated code -------------------------------------------------------------------------------
@@ -196,53 +159,22 @@ def test_eval_and_pdf_match_torch(device, mat_a, mat_b, assets, queries, which):
     q = queries
     f = material.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
     p = material.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
+    # same values as the runtime stores: float32 rounding only
+    check_eval_and_pdf_fp16(material, assets[which], q)
+    # the fp32 master model: fp16 tolerance
     wi, wo = torch.from_numpy(q["wi"]), torch.from_numpy(q["wo"])
     with torch.no_grad():
-        m16 = fp16_model(assets[which])
-        lat16 = torch_latents(m16, q)
-        f16 = m16.eval_from_latent(lat16, wi, wo).numpy()
-        p16 = m16.pdf_from_latent(lat16, wi, wo).numpy()
         m32 = load_model(assets[which])
         lat32 = torch_latents(m32, q)
         f32 = m32.eval_from_latent(lat32, wi, wo).numpy()
         p32 = m32.pdf_from_latent(lat32, wi, wo).numpy()
-    assert np.all(np.isfinite(f)) and np.all(np.isfinite(p)) and np.all(p > 0)
-    # same values as the runtime stores: float32 rounding only
-    assert rel(f, f16, 1e-6).max() < 1e-4
-    assert rel(p, p16, 1e-6).max() < 1e-3
-    # the fp32 master model: fp16 tolerance
     assert rel(f, f32, 1e-4).max() < 1e-2
     r = rel(p, p32, 1e-4)
     assert np.quantile(r, 0.5) < 1e-3 and np.quantile(r, 0.9) < 1e-2 and r.max() < 0.5
 
 
 def test_sample_matches_torch(device, mat_a, assets, queries):
-    q = queries
-    seed = 5
-    wo, weight, pdf = mat_a.sample(q["uv"], q["wi"], q["lod"], seed=seed)
-    u = pcg_uniforms(seed, N, 4)[:, 1:]  # the first number picked the level
-    wi = torch.from_numpy(q["wi"])
-    with torch.no_grad():
-        m16 = fp16_model(assets["a"])
-        lat = torch_latents(m16, q)
-        t_wo, t_weight, t_pdf = (x.numpy() for x in m16.sample_from_latent(lat, wi, torch.from_numpy(u)))
-        w_diffuse = m16.sampler.decode(lat, wi).weights[:, 0].numpy()
-    # Ambiguous queries: the lobe pick within rounding of the mixture weight, or a sample grazing the
-    # surface (the runtime rejects wo.z <= 0; training's sampler does not).
-    clear = (np.abs(u[:, 0] - w_diffuse) > 1e-5) & (np.abs(t_wo[:, 2]) > 1e-4)
-    assert clear.mean() > 0.99
-    below = clear & (t_wo[:, 2] < 0)
-    assert np.all(pdf[below] == 0) and np.all(weight[below] == 0)
-    ok = clear & (t_wo[:, 2] > 0)
-    assert ok.sum() > N // 2 and np.all(pdf[ok] > 0)
-    assert np.abs(wo[ok] - t_wo[ok]).max() < 1e-4
-    assert np.quantile(rel(pdf[ok], t_pdf[ok], 1e-6), 0.999) < 1e-3
-    assert np.quantile(rel(weight[ok], t_weight[ok], 1e-6), 0.999) < 1e-3
-    # a sample's pdf is the pdf at its direction, and its weight is eval / pdf
-    f = mat_a.evaluate(q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
-    p = mat_a.pdf(q["uv"][ok], q["wi"][ok], wo[ok], q["lod"][ok])
-    assert np.quantile(rel(p, pdf[ok], 1e-6), 0.99) < 1e-3
-    assert np.quantile(rel(f / p[:, None], weight[ok], 1e-6), 0.99) < 1e-3
+    check_sample(mat_a, assets["a"], queries, seed=5)
 
 
 def test_two_sided_like_the_reference(device, mat_a, queries):
@@ -272,16 +204,11 @@ def test_a_set_dispatches_each_material_by_id(device, mat_a, mat_b, queries):
     """Two assets (2x32 with frames, 2x16 without) in one generated switch: per-query material ids
     give each material's own results."""
     q = queries
-    mset = nm.NeuralMaterialSet(device, [mat_a, mat_b], mlp="loop")
-    assert mset.module.is_set and len(mset.module.members) == 2
     ids = np.random.default_rng(9).integers(0, 2, N).astype(np.uint32)
+    mset = check_set_evaluate(device, [mat_a, mat_b], q, ids)
+    assert mset.module.is_set and len(mset.module.members) == 2
     qs = query_records(q["uv"], q["wi"], q["wo"], q["lod"])
-    f = nm.run_queries(mset, "evaluate", 3, qs, 3, ids)
     s = nm.run_queries(mset, "sample", 7, qs, 3, ids)
-    for k, m in enumerate((mat_a, mat_b)):
-        sel = ids == k
-        fk = m.evaluate(q["uv"][sel], q["wi"][sel], q["wo"][sel], q["lod"][sel])
-        assert rel(f[sel], fk, 1e-6).max() < 1e-5
     # sample uses RNG.create(seed, i): compare with the single material at the same query indices
     single = [nm.run_queries(m.set, "sample", 7, qs, 3) for m in (mat_a, mat_b)]
     expected = np.where((ids == 0)[:, None], single[0], single[1])
@@ -292,53 +219,27 @@ def test_a_set_dispatches_each_material_by_id(device, mat_a, mat_b, queries):
 
 @pytest.fixture(scope="module")
 def cpu_device():
-    if shutil.which("g++") is None:
-        pytest.skip("slangpy's cpu device needs g++")
-    return spy.Device(type=spy.DeviceType.cpu,
-                      compiler_options=spy.SlangCompilerOptions({"include_paths": [str(SHADER_DIR)]}))
+    return cpu_slang_device()
 
 
 def test_coopvec_path_on_the_cpu_device(cpu_device, mat_a, assets, queries):
     """The CoopVec MLP (fp16 inputs, matrices and results) through Slang's software fallback on
     slangpy's cpu device (raw dispatch), against the loop path on lavapipe. The fallback also
-    accumulates in fp16, so the tolerance is fp16's: eval relative 2e-2, pdf relative 5e-2 for 95% of
-    queries (the sampler's narrow lobes amplify its decoded parameters' rounding)."""
+    accumulates in fp16, so the tolerance is fp16's."""
     coop = nm.NeuralMaterial.from_asset(cpu_device, assets["a"], mlp="coopvec")
     assert coop.mlp == "coopvec" and coop.set.defines()["NEURAL_COOPVEC"] == "1"
-    n = 64
-    q = {k: v[:n] for k, v in queries.items()}
-    f = coop.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
-    p = coop.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
-    wo, weight, pdf = coop.sample(q["uv"], q["wi"], q["lod"], seed=2)
-    f_loop = mat_a.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
-    p_loop = mat_a.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
-    wo_loop, _, pdf_loop = mat_a.sample(q["uv"], q["wi"], q["lod"], seed=2)
-    assert rel(f, f_loop, 1e-4).max() < 2e-2
-    assert np.quantile(rel(p, p_loop, 1e-4), 0.95) < 5e-2
-    assert ((pdf > 0) == (pdf_loop > 0)).mean() > 0.9  # same samples accepted (wo above the surface)
-    both = (pdf > 0) & (pdf_loop > 0)
-    assert both.sum() > n // 2 and np.median(np.abs(wo[both] - wo_loop[both])) < 1e-2
+    check_coopvec_against_loop(coop, mat_a, {k: v[:64] for k, v in queries.items()})
 
 
 def test_generated_code_compiles_for_cuda_and_coopvec_spirv(assets, tmp_path):
     """The kernel module of an asset and of a set, both MLP paths, through slangtorch's slangc:
     CUDA (CoopVec becomes OptiX cooperative vectors there) and SPIR-V with CoopVec."""
-    slangtorch = pytest.importorskip("slangtorch")
-    slangc = Path(slangtorch.__file__).parent / "bin" / "slangc"
-    if not slangc.is_file():
-        pytest.skip(f"no slangc in {slangc.parent}")
     ma = codegen.generate_module(load_asset(assets["a"]), tmp_path)
     mb = codegen.generate_module(load_asset(assets["b"]), tmp_path)
     s = codegen.generate_set([ma, mb], tmp_path)
     jobs = [(m, "cuda", coop) for m in (ma, s) for coop in (0, 1)] + [(ma, "spirv", 1)]
-    for module, target, coop in jobs:
-        out = tmp_path / f"{module.name}_{coop}.{'cu' if target == 'cuda' else 'spv'}"
-        cmd = [str(slangc), str(module.kernels_path), "-I", str(SHADER_DIR), "-I", str(module.directory),
-               "-target", target, "-entry", codegen.KERNEL_ENTRIES["shade"], f"-DNEURAL_COOPVEC={coop}",
-               f"-DNEURAL_COOPVEC_OPTIMAL={coop}", "-o", str(out)] + (["-O0"] if target == "spirv" else [])
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
-        assert out.stat().st_size > 0
+    outs = compile_with_slangc(jobs, tmp_path)
+    for (module, target, coop), out in zip(jobs, outs):
         if target == "cuda" and coop:
             assert "optixCoopVecMatMul" in out.read_text()
 
@@ -347,13 +248,7 @@ def test_generated_code_compiles_for_cuda_and_coopvec_spirv(assets, tmp_path):
 def test_coopvec_path_on_the_device(device, mat_a, assets, queries):
     """Tensor cores on a real GPU (inferencing-optimal matrices) against the loop path."""
     coop = nm.NeuralMaterial.from_asset(device, assets["a"], mlp="coopvec")
-    q = queries
-    f = coop.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
-    p = coop.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
-    f_loop = mat_a.evaluate(q["uv"], q["wi"], q["wo"], q["lod"])
-    p_loop = mat_a.pdf(q["uv"], q["wi"], q["wo"], q["lod"])
-    assert rel(f, f_loop, 1e-4).max() < 2e-2
-    assert np.quantile(rel(p, p_loop, 1e-4), 0.95) < 5e-2
+    check_coopvec_against_loop(coop, mat_a, queries, with_sample=False)
 
 
 # --- bad input ------------------------------------------------------------------------------------
