@@ -40,7 +40,7 @@ import numpy as np
 
 from neumat.renderer.core.atomic_files import atomic_output
 from neumat.renderer.core.errors import NeumatError
-from neumat.renderer.neural.asset import DIRECTION_FEATURES, NeuralAsset
+from neumat.renderer.neural.asset import DIRECTION_FEATURES, FRAME_OUTPUTS, NeuralAsset
 from neumat.renderer.core.paths import cache_dir
 
 GENERATOR_VERSION = 6  # 6: direction encodings and the analytic lobe
@@ -226,6 +226,20 @@ def _coop_chain(lines: list[str], indent: str, x: str, layers: Sequence[CoopLaye
     return x
 
 
+def _latent_linear(L: list[str], asset: NeuralAsset, network: str, outputs: int, layers, first) -> None:
+    """The body of a one-layer network on the latent (frames, lobe) into `raw[outputs]`: CoopVec
+    or inlined multiply-adds (the frames' layer has no bias)."""
+    (w, b), = asset.layer_arrays(network, "fp16")
+    L.append("#if NEURAL_COOPVEC")
+    _coop_fill(L, "        ", "x", _pad(LATENT_CHANNELS), [("latent", LATENT_CHANNELS)])
+    y = _coop_chain(L, "        ", "x", [l for l in layers if l.network == network], first[network])
+    L.append(f"        [ForceUnroll] for (int i = 0; i < {outputs}; i++) raw[i] = float({y}[i]);")
+    L.append("#else")
+    _dense(L, "        ", [f"raw[{o}]" for o in range(outputs)], [f"latent[{i}]" for i in range(LATENT_CHANNELS)],
+           w, b, relu=False, declare=False)
+    L.append("#endif")
+
+
 def asset_module_source(asset: NeuralAsset, name: str, suffix: str) -> str:
     check_supported(asset)
     layers = coop_layers(asset)
@@ -268,15 +282,7 @@ def asset_module_source(asset: NeuralAsset, name: str, suffix: str) -> str:
     add(f"    public void lobe(NeuralWeights w, float latent[8], out float raw[{LOBE_OUTPUTS}])")
     add("    {")
     if asset.lobe:
-        (wl, bl), = asset.layer_arrays("lobe", "fp16")
-        add("#if NEURAL_COOPVEC")
-        _coop_fill(L, "        ", "x", _pad(LATENT_CHANNELS), [("latent", LATENT_CHANNELS)])
-        y = _coop_chain(L, "        ", "x", [l for l in layers if l.network == "lobe"], first["lobe"])
-        add(f"        [ForceUnroll] for (int i = 0; i < {LOBE_OUTPUTS}; i++) raw[i] = float({y}[i]);")
-        add("#else")
-        _dense(L, "        ", [f"raw[{o}]" for o in range(LOBE_OUTPUTS)],
-               [f"latent[{i}]" for i in range(LATENT_CHANNELS)], wl, bl, relu=False, declare=False)
-        add("#endif")
+        _latent_linear(L, asset, "lobe", LOBE_OUTPUTS, layers, first)
     else:
         add(f"        [ForceUnroll] for (int i = 0; i < {LOBE_OUTPUTS}; i++) raw[i] = 0.0;")
         add("        raw[0] = -1e4; // gate 0: no lobe")
@@ -286,15 +292,7 @@ def asset_module_source(asset: NeuralAsset, name: str, suffix: str) -> str:
     add("    public void frames(NeuralWeights w, float latent[8], out float raw[12])")
     add("    {")
     if asset.use_frames:
-        (wf, _), = asset.layer_arrays("frames", "fp16")
-        add("#if NEURAL_COOPVEC")
-        _coop_fill(L, "        ", "x", _pad(LATENT_CHANNELS), [("latent", LATENT_CHANNELS)])
-        y = _coop_chain(L, "        ", "x", [l for l in layers if l.network == "frames"], first["frames"])
-        add(f"        [ForceUnroll] for (int i = 0; i < 12; i++) raw[i] = float({y}[i]);")
-        add("#else")
-        _dense(L, "        ", [f"raw[{o}]" for o in range(12)], [f"latent[{i}]" for i in range(LATENT_CHANNELS)],
-               wf, None, relu=False, declare=False)
-        add("#endif")
+        _latent_linear(L, asset, "frames", FRAME_OUTPUTS, layers, first)
     else:
         add("        [ForceUnroll] for (int i = 0; i < 12; i++) raw[i] = 0.0;")
     add("    }")
