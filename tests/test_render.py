@@ -10,6 +10,7 @@ import pytest
 
 from neumat.cli import main
 from neumat.renderer.images.io import read_image, write_image
+from neumat.renderer.materials.layout import conductor_ior
 from neumat.renderer.pathtracer.tracer import load_meshes, prepare_render
 from neumat.renderer.scene.scene_file import load_scene
 from scene_helpers import camera, coated, conductor, diffuse, scene, sun_sky_map
@@ -84,16 +85,6 @@ def _mitsuba_scene(mi, tracer, spp, meshes_dir, env_path, albedo, grey, eta, k, 
     })
 
 
-def _conductor_ior(f0, edge_tint):
-    """Gulbrandsen's mapping, as shaders/materials/fresnel.slang conductorIorFromArtist."""
-    r = np.clip(np.asarray(f0, np.float64), 0, 0.9999)
-    g = np.clip(np.asarray(edge_tint, np.float64), 0, 1)
-    sr = np.sqrt(r)
-    eta = g * (1 - r) / (1 + r) + (1 - g) * (1 + sr) / (1 - sr)
-    k = np.sqrt(np.maximum((r * (eta + 1) ** 2 - (eta - 1) ** 2) / (1 - r), 0))
-    return eta, k
-
-
 def relative_mse(a, b, eps=1e-2):
     return float(np.mean((a - b) ** 2 / (b ** 2 + eps)))
 
@@ -139,7 +130,7 @@ material = "grey.toml"
     spp = 128
     tracer, r1 = render(device, path, spp, seed=1)
     ours1, ours2 = r1.image, tracer.render(spp, 2).image
-    eta, k = _conductor_ior(f0, tint)
+    eta, k = conductor_ior(f0, tint)
     mscene = _mitsuba_scene(mi, tracer, spp, tmp_path, tmp_path / "sky.exr", albedo, grey, eta, k, alpha)
     ref1, ref2 = (np.array(mi.render(mscene, seed=s), np.float32)[..., :3] for s in (1, 2))
     err = relative_mse(ours1, ref1)

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neumat.renderer.materials.layout import conductor_ior
+
 SIZE = 96
 MAX_DEPTH = 6
 RR_DEPTH = 3
@@ -137,17 +139,6 @@ def write_scene(folder: Path) -> Path:
     path = folder / "cornell_room.toml"
     path.write_text(SCENE)
     return path
-
-
-def conductor_ior(f0, edge_tint):
-    """Gulbrandsen's artist-friendly mapping f0, edge tint -> (eta, k), as
-    shaders/materials/fresnel.slang conductorIorFromArtist computes it."""
-    r = np.clip(np.asarray(f0, np.float64), 0, 0.9999)
-    g = np.clip(np.asarray(edge_tint, np.float64), 0, 1)
-    sr = np.sqrt(r)
-    eta = g * (1 - r) / (1 + r) + (1 - g) * (1 + sr) / (1 - sr)
-    k = np.sqrt(np.maximum((r * (eta + 1) ** 2 - (eta - 1) ** 2) / (1 - r), 0))
-    return eta, k
 
 
 def mitsuba_scene(mi, tracer, folder: Path, spp: int):

@@ -27,6 +27,8 @@ Type-specific parameters (all linear; alphas are GGX alpha as in Mitsuba, not pe
 
 from dataclasses import dataclass
 
+import numpy as np
+
 MAX_LAYERS = 5
 
 
@@ -104,3 +106,15 @@ class StackLayout:
                 else:
                     out += [f"layers[{i}].{p}.{c}" for c in ("xyz" if p == "normal" else "rgb")]
         return out
+
+
+def conductor_ior(f0, edge_tint):
+    """A conductor's (f0, edge_tint) as the complex index of refraction (eta, k) its Fresnel term
+    uses: Gulbrandsen 2014's artist-friendly mapping, as shaders/materials/fresnel.slang
+    conductorIorFromArtist computes it (for renderers that want eta and k, such as Mitsuba)."""
+    r = np.clip(np.asarray(f0, np.float64), 0, 0.9999)
+    g = np.clip(np.asarray(edge_tint, np.float64), 0, 1)
+    sr = np.sqrt(r)
+    eta = g * (1 - r) / (1 + r) + (1 - g) * (1 + sr) / (1 - sr)
+    k = np.sqrt(np.maximum((r * (eta + 1) ** 2 - (eta - 1) ** 2) / (1 - r), 0))
+    return eta, k
