@@ -127,6 +127,21 @@ def test_lobe_is_textbook_ggx(ax, ay):
     assert torch.all(L.evaluate(_lobe_params(0.7, f0, ax, ay, 5000), wi, below) == 0)
 
 
+def test_masked_directions_give_finite_gradients():
+    """Pairs below the surface, and wo = -wi (h = 0, an infinite D at its own directions), are 0 and
+    leave every gradient finite: a NaN gradient from a masked query diverged a glazed_ceramic bake."""
+    wi = torch.tensor([[0.3, 0.1, 0.9], [0.0, 0.6, 0.8], [0.2, 0.0, -0.98], [0.6, 0.0, 0.8]])
+    wo = torch.tensor([[-0.3, 0.2, 0.93], [0.0, -0.6, -0.8], [0.1, 0.3, 0.95], [-0.6, 0.0, 0.8]])
+    wi, wo = wi / wi.norm(dim=-1, keepdim=True), wo / wo.norm(dim=-1, keepdim=True)
+    raw = torch.zeros(4, L.NUM_OUTPUTS, requires_grad=True)
+    wi_t, wo_t = wi.clone().requires_grad_(True), wo.clone().requires_grad_(True)
+    f = L.evaluate(L.params_from_outputs(raw), wi_t, wo_t)
+    assert torch.all(f[1:3] == 0) and torch.all(f[[0, 3]] > 0)
+    f.sum().backward()
+    for g in (raw.grad, wi_t.grad, wo_t.grad):
+        assert torch.all(torch.isfinite(g)), g
+
+
 def test_lobe_conserves_energy():
     """White furnace, gate 1, F = 1, alpha 0.3: the directional albedo of a single-scattering GGX lobe
     is below 1 (G2 <= 1). At normal incidence every h with tan(theta_h) > 1 reflects wo below the

@@ -74,8 +74,17 @@ def _lambda(w: torch.Tensor, ax: torch.Tensor, ay: torch.Tensor) -> torch.Tensor
 
 
 def evaluate(p: LobeParams, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
-    """gate F D G2 / (4 wi.z) [N, 3] for wi, wo [N, 3] in the lobe's frame (module doc)."""
+    """gate F D G2 / (4 wi.z) [N, 3] for wi, wo [N, 3] in the lobe's frame (module doc).
+
+    Pairs not both above the surface are 0. They are evaluated at the normal instead of at their
+    own directions: wo = -wi would give h = 0 and an infinite D, whose gradient (inf times the
+    mask's 0) is NaN even though the value is masked, and one such query poisons a training step."""
     ax, ay = p.alpha[..., 0], p.alpha[..., 1]
+    above = (wi[..., 2] > 0) & (wo[..., 2] > 0)
+    normal = torch.zeros_like(wi)
+    normal[..., 2] = 1.0
+    wi = torch.where(above[..., None], wi, normal)
+    wo = torch.where(above[..., None], wo, normal)
     s = wi + wo
     h = s * torch.rsqrt((s * s).sum(-1, keepdim=True).clamp_min(1e-24))
     q = (h[..., 0] / ax) ** 2 + (h[..., 1] / ay) ** 2 + h[..., 2] ** 2
@@ -84,5 +93,4 @@ def evaluate(p: LobeParams, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
     c = (wi * h).sum(-1).clamp(0.0, 1.0)
     fresnel = p.f0 + (1.0 - p.f0) * ((1.0 - c) ** 5)[..., None]
     value = (p.gate * d * g2 / (4.0 * wi[..., 2].clamp_min(_Z_MIN)))[..., None] * fresnel
-    above = (wi[..., 2] > 0) & (wo[..., 2] > 0)
     return torch.where(above[..., None], value, torch.zeros_like(value))
