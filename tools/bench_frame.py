@@ -30,13 +30,14 @@ SCENE = "stage"
 def stage_times(device, scene, width: int, height: int, spp: int, rounds: int, max_depth: int, seed: int,
                 materials: bool, log) -> dict:
     from neumat.renderer.compare.stage import material_timings, switchable_tracer
+    from neumat.renderer.materials.query import MATERIAL_KINDS
 
     t0 = time.perf_counter()
     tracer = switchable_tracer(device, scene, log)
     out = {"compile_s": time.perf_counter() - t0, "ray_casting": getattr(tracer, "ray_casting", "pipeline")}
-    times = {"reference": [], "neural": []}
+    times = {kind: [] for kind in MATERIAL_KINDS}
     for r in range(rounds):
-        for kind in (("reference", "neural") if r % 2 == 0 else ("neural", "reference")):
+        for kind in (MATERIAL_KINDS if r % 2 == 0 else MATERIAL_KINDS[::-1]):
             result = tracer.render(spp, seed + r, max_depth=max_depth, width=width, height=height,
                                    kinds=tracer.kinds_for(kind))
             times[kind].append(result.ms_per_spp)

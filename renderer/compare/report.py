@@ -17,6 +17,7 @@ import numpy as np
 from neumat.renderer.core.atomic_files import atomic_output
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.images.io import write_image, write_png
+from neumat.renderer.materials.query import MATERIAL_KINDS
 
 METRICS_FORMAT_VERSION = 1
 
@@ -258,7 +259,7 @@ def write_fidelity_report(out_dir: Path, fidelity) -> list[Path]:
         name = v.view.name
         for side, image in (("reference", v.reference.image), ("neural", v.neural.image)):
             written.append(write_image(out_dir / f"{name}_{side}.exr", image))
-        fig = side_by_side(v.reference.image, v.neural.image, v.maps, ("reference", "neural"),
+        fig = side_by_side(v.reference.image, v.neural.image, v.maps, MATERIAL_KINDS,
                            f"{summary['material']}: {name}",
                            f"FLIP {rec['flip']:.4f}; reference {rec['reference']['spp']} spp, neural "
                            f"{rec['neural']['spp']} spp")
