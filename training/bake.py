@@ -298,6 +298,8 @@ def resume_command(material: Path, asset: Path, settings: BakeSettings, device: 
             args += [flag, repr(value) if isinstance(value, float) else str(value)]  # repr: exact floats
     if not settings.report:
         args.append("--no-report")
+    if not settings.calibrate:
+        args.append("--no-calibration")
     return shlex.join([*args, "--resume"])
 
 
@@ -452,11 +454,21 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     if trainer.timing["steps"]:
         log(f"trained {material.name}: {trainer.speed_summary()}")
     model = trainer.model.to("cpu").eval()
+    calibration = None
+    if settings.calibrate:
+        from neumat.training.calibration import CALIBRATION_WALKS, calibrate
+        from neumat.training.report import reference_target
+
+        log(f"calibrating {material.name}'s energy against the reference's mean")
+        calibration = calibrate(model, lambda *q: reference_target(reference, *q, n_walks=CALIBRATION_WALKS),
+                                seed=settings.seed)
+        log("energy calibration: the network's output x " + " / ".join(f"{v:.3f}" for v in calibration["scale"])
+            + " (R / G / B)" + (" (clamped: the model is far from its reference)" if calibration["clamped"] else ""))
     training = {**asdict(trainer.config), "iterations_run": trainer.step, "resumed_from_step": resumed_from,
                 "time_budget_min": settings.time_budget, "vulkan_device": vk.info.adapter_name,
                 "torch_device": train_device, "torch_threads": torch.get_num_threads(),
                 "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
-                "watchdog": trainer.watchdog.summary()}
+                "watchdog": trainer.watchdog.summary(), "calibration": calibration}
     timings = {"setup_s": t_setup, "training_s": training_s,
                "seconds_per_step": training_s / max(1, trainer.step)}
     report = None
@@ -467,7 +479,8 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
             t0 = time.perf_counter()
             report_tmp = temporary_dir(asset)
             report = bake_report(model, reference, material, report_tmp, seed=settings.seed,
-                                 n_heldout=settings.heldout_queries, timings=dict(timings), training=training)
+                                 n_heldout=settings.heldout_queries, timings=dict(timings), training=training,
+                                 log=log)
             timings["report_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         metrics = report["metrics"] if report is not None else {}

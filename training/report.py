@@ -287,13 +287,15 @@ def bake_report(model: NeuralMaterial, reference: ref.ReferenceMaterial, materia
                 seed: int = 0, n_heldout: int = HELDOUT_QUERIES, *, walks: int = REFERENCE_WALKS,
                 max_walks: int = MAX_REFERENCE_WALKS, noise_target: float = NOISE_TARGET,
                 target: Target | None = None, timings: dict | None = None, asset_dir: str | Path | None = None,
-                training: dict | None = None) -> dict:
+                training: dict | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Measures `model` against `reference` (module doc), writes the images, report.json and
     report.md into `out_dir` (created if missing) and returns the report as a dict (report.json's
     content, with float infinities). `timings` (e.g. the bake's training time) and `training`
     (its settings) are copied into the report; `asset_dir`, an asset saved already, adds its size
-    on disk. report["metrics"] is the compact summary meant for the asset manifest."""
+    on disk. report["metrics"] is the compact summary meant for the asset manifest. `log` gets a
+    line per step: at 512 x 512 the converged flat patches take minutes on lavapipe."""
     start = time.perf_counter()
+    say = log or (lambda line: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     res = model.config.resolution
@@ -301,9 +303,12 @@ def bake_report(model: NeuralMaterial, reference: ref.ReferenceMaterial, materia
         raise ValueError(f"the model's level 0 is {res} x {res} but the reference's is {reference.resolution}")
     texels = patch_texels(res)
 
+    say(f"report: held-out error over {n_heldout} queries")
     heldout = heldout_error(model, reference, n_heldout, seed, target)
     configs, t_ref, t_nn, t_flip = [], 0.0, 0.0, 0.0
-    for cfg in FLAT_PATCH_CONFIGS:
+    for i, cfg in enumerate(FLAT_PATCH_CONFIGS):
+        say(f"report: flat patch {i + 1}/{len(FLAT_PATCH_CONFIGS)} ({cfg.name}), {texels} x {texels} texels: "
+            f"converging the reference ({walks}-{max_walks} walks)")
         t0 = time.perf_counter()
         ref_img, used, noise = converged_flat_reference(reference, cfg, texels, seed, walks, max_walks,
                                                         noise_target)
