@@ -26,7 +26,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
 
     settings = BakeSettings(evaluator=args.network, resolution=args.resolution, iterations=args.iterations,
                             time_budget=args.time_budget, seed=args.seed, report=not args.no_report,
-                            calibrate=not args.no_calibration)
+                            calibrate=args.calibrate)
     if args.batch_size is not None:
         settings.batch_size = args.batch_size
     if args.directions is not None:
@@ -106,8 +106,8 @@ def add_bake_parser(sub, add_device_flag) -> None:
     p.add_argument("--torch-device", default=None,
                    help="torch device for training: cpu or cuda (default: cuda when torch sees one)")
     p.add_argument("--no-report", action="store_true", help="skip the bake report (held-out error, flat-patch FLIP)")
-    p.add_argument("--no-calibration", action="store_true",
-                   help="skip the energy calibration after training (one scale per colour channel that brings "
+    p.add_argument("--calibrate", action="store_true",
+                   help="the energy calibration after training (one scale per colour channel that brings "
                         "the network's bulk to the reference's mean: docs/baking.md)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--cluster", default=None, metavar="WHERE",

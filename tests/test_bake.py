@@ -330,19 +330,19 @@ def test_the_resume_hint_is_a_command_that_resumes(tmp_path):
 
 def test_a_bake_calibrates_its_energy_and_records_it(tmp_path):
     """The energy calibration (training/calibration.py) runs after training: the manifest records the
-    scale it applied, within the clamp; --no-calibration (calibrate=False) records none, and the
-    resume hint keeps that choice."""
+    scale it applied, within the clamp, when asked (--calibrate); the default records none, and the
+    resume hint keeps the choice."""
     from neumat.training import calibration
 
     mat = write_material(tmp_path, resolution=8)
     lines: list[str] = []
-    done = bake(mat, tmp_path / "cal.neumat", tiny(iterations=8), progress=False, log=lines.append)
+    done = bake(mat, tmp_path / "cal.neumat", tiny(iterations=8, calibrate=True), progress=False, log=lines.append)
     info = json.loads((done.asset / "manifest.json").read_text())["training"]["calibration"]
     assert len(info["scale"]) == 3 and info["queries"] == calibration.CALIBRATION_QUERIES
     lo, hi = calibration.SCALE_RANGE
     assert all(lo <= s <= hi for s in info["scale"]), info
     assert any(line.startswith("energy calibration: the network's output x ") for line in lines), lines
-    plain = bake(mat, tmp_path / "plain.neumat", tiny(iterations=8, calibrate=False), progress=False)
+    plain = bake(mat, tmp_path / "plain.neumat", tiny(iterations=8), progress=False)
     assert json.loads((plain.asset / "manifest.json").read_text())["training"]["calibration"] is None
-    hint = bake_mod.resume_command(mat, tmp_path / "plain.neumat", BakeSettings(resolution=8, calibrate=False))
-    assert hint.endswith("--no-calibration --resume"), hint
+    hint = bake_mod.resume_command(mat, tmp_path / "plain.neumat", BakeSettings(resolution=8, calibrate=True))
+    assert hint.endswith("--calibrate --resume"), hint

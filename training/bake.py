@@ -298,8 +298,8 @@ def resume_command(material: Path, asset: Path, settings: BakeSettings, device: 
             args += [flag, repr(value) if isinstance(value, float) else str(value)]  # repr: exact floats
     if not settings.report:
         args.append("--no-report")
-    if not settings.calibrate:
-        args.append("--no-calibration")
+    if settings.calibrate:
+        args.append("--calibrate")
     return shlex.join([*args, "--resume"])
 
 

@@ -46,7 +46,9 @@ class BakeSettings:
     use_encoder: bool = True
     use_frames: bool = True
     report: bool = True
-    calibrate: bool = True  # the energy calibration after training (training/calibration.py)
+    # The energy calibration after training (training/calibration.py): off by default, since it made a
+    # 300-iteration checker bake's held-out rel L1 0.40 against < 0.17 without it (not yet understood).
+    calibrate: bool = False
     heldout_queries: int = 1 << 16
     checkpoint_every: int = 250  # steps
     checkpoint_seconds: float = 120.0
