@@ -68,14 +68,12 @@ def load_row(asset: Path) -> dict | None:
     tr = man.get("training", {})
     m = man.get("metrics", {})
     lobe = arch.get("lobe", {}).get("enabled", False)
-    fidelity = report.get("render_fidelity", {})
     return {"name": man["name"], "network": arch["evaluator"]["size"] + ("+lobe" if lobe else ""),
             "resolution": arch["resolution"], "iterations": tr.get("iterations_run"),
             "batch": tr.get("batch_size"), "total_s": t.get("total_s"), "training_s": t.get("training_s"),
             "heldout": m.get("heldout_rel_l1"), "heldout0": m.get("heldout_level0_rel_l1"),
             "skill": m.get("heldout_skill"), "skill_ceiling": m.get("heldout_skill_reference"),
             "flip": m.get("flip", {}), "render_flip": report.get("render_mean_flip"),
-            "render_measured": fidelity.get("measured"),
             "runtime_bytes": man.get("sizes", {}).get("runtime_bytes"), "disk_bytes": dir_bytes(asset)}
 
 

@@ -456,14 +456,14 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     model = trainer.model.to("cpu").eval()
     calibration = None
     if settings.calibrate:
-        from neumat.training.calibration import CALIBRATION_WALKS, calibrate
+        from neumat.training.calibration import calibrate
         from neumat.training.report import reference_target
 
-        log(f"calibrating {material.name}'s energy against the reference's mean")
-        calibration = calibrate(model, lambda *q: reference_target(reference, *q, n_walks=CALIBRATION_WALKS),
-                                seed=settings.seed)
+        log(f"calibrating {material.name}'s energy: the log-L1 loss's bias on the reference's targets")
+        walks = trainer.config.target_queries  # walks per training target
+        calibration = calibrate(model, lambda *q: reference_target(reference, *q, n_walks=walks), seed=settings.seed)
         log("energy calibration: the network's output x " + " / ".join(f"{v:.3f}" for v in calibration["scale"])
-            + " (R / G / B)" + (" (clamped: the model is far from its reference)" if calibration["clamped"] else ""))
+            + " (R / G / B)" + (" (clamped)" if calibration["clamped"] else ""))
     training = {**asdict(trainer.config), "iterations_run": trainer.step, "resumed_from_step": resumed_from,
                 "time_budget_min": settings.time_budget, "vulkan_device": vk.info.adapter_name,
                 "torch_device": train_device, "torch_threads": torch.get_num_threads(),

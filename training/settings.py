@@ -15,8 +15,9 @@ NETWORK_CHOICES = tuple(EVALUATOR_SIZES) + tuple(s + LOBE_SUFFIX for s in EVALUA
 DEFAULT_DIRECTIONS = DIRECTION_ENCODINGS[0]  # wi and wo; "half_difference": training/frames.py
 
 # Latent level 0, capped at the material's own resolution. 512 (the bundled materials' own) against
-# 256: rendered mean FLIP car_paint 0.190 -> 0.160, glazed_ceramic 0.103 -> 0.085 (docs/baking.md,
-# 'Latent resolution'): a magnified level 0 cannot hold flakes and scratches finer than its texels.
+# 256: rendered mean FLIP car_paint 0.190 -> 0.160, glazed_ceramic 0.103 -> 0.085, worn_plastic
+# 0.082 -> 0.055 (docs/baking.md, 'Latent resolution and energy calibration'): a magnified level 0
+# cannot hold flakes and scratches finer than its texels.
 DEFAULT_RESOLUTION = 512
 DEFAULT_ITERATIONS = 4000  # in all: half encoder phase, half fine-tuning
 DEFAULT_BATCH = 16384
@@ -46,8 +47,8 @@ class BakeSettings:
     use_encoder: bool = True
     use_frames: bool = True
     report: bool = True
-    # The energy calibration after training (training/calibration.py): off by default, since it made a
-    # 300-iteration checker bake's held-out rel L1 0.40 against < 0.17 without it (not yet understood).
+    # The energy calibration after training (training/calibration.py): off by default until its
+    # rendered gain is measured on more than the bundled materials (docs/baking.md).
     calibrate: bool = False
     heldout_queries: int = 1 << 16
     checkpoint_every: int = 250  # steps
