@@ -23,10 +23,13 @@ the same sample twice and a bake needs no dataset on disk. A batch of N samples 
   the cone the walks are one query of `target_queries` walks: on worn_plastic at 256 x 256 that
   took 178 ms where 4 queries of one walk took 336 ms (16384 samples, lavapipe on the shared 2 cores),
   and the reference's stratified walks within one query make the target less noisy (median
-  relative error against 256 walks 0.005 instead of 0.007; docs/baking.md, "Bake speed"). Averaging a
-  few walks matters for the log-space L1 loss, whose minimiser is the median of the targets, not
-  their mean: measured on the bundled materials, the median of 4-walk averages sits 1-3 % below
-  the mean in log space, the median of single walks up to 8 % (tools/ablation.py --noise).
+  relative error against 256 walks 0.005 instead of 0.007; docs/baking.md, "Bake speed").
+  TARGET_WALKS = 16 walks per target, because the log-space L1 loss converges to the median of its
+  targets, not their mean, and the walks' sum is right-skewed: the median of 4-walk targets sits
+  2-8 % below their mean per channel (glazed_ceramic 1.025 / 1.076 / 1.035), of 16-walk ones 0.5-2 %
+  (1.005 / 1.018 / 1.008), and the bake's evaluator inherits that darkening over the whole image.
+  16 walks took glazed_ceramic's rendered mean FLIP from 0.086 to 0.040, and the reference still
+  keeps ahead of the torch step (it waited 2 ms per iteration; docs/baking.md, "Target walks").
 - params (for the encoder): the filtered parameter vector at (uv, level), bilinear with wrap in
   that level of the prefiltered parameter pyramid, computed on the host from the same pyramid the
   device uses (identical to reference.fetch_parameters at an integer lod, without a round trip),
@@ -178,10 +181,13 @@ def bilinear_levels(pyramid: list[np.ndarray], uv: np.ndarray, level: np.ndarray
     return out
 
 
+TARGET_WALKS = 16  # walks per training target (module doc)
+
+
 @dataclass
 class DataConfig:
     batch_size: int = 16384
-    target_queries: int = 4  # independent walks (each with its own cone jitter) averaged per target
+    target_queries: int = TARGET_WALKS  # walks averaged per target (each with its own cone jitter while mollifying)
     level_rate: float = math.log(2.0)  # rate of the exponential the mip level is drawn from
     below_horizon: float = 0.25  # probability of keeping a sample whose wo is below the horizon
     peak_fraction: float = 1.0  # share of half vectors drawn uniform in angle (the rest: in solid angle)

@@ -73,7 +73,7 @@ import torch
 
 from neumat.renderer.images.color import LUMINANCE
 from neumat.renderer.materials.reference import ReferenceMaterial
-from neumat.training.data import Batch, BatchSource, DataConfig, Prefetcher
+from neumat.training.data import TARGET_WALKS, Batch, BatchSource, DataConfig, Prefetcher
 from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
 from neumat.renderer.neural.asset import DIRECTION_ENCODINGS
 from neumat.training.networks import Evaluator
@@ -98,7 +98,7 @@ class TrainConfig:
     encoder_iterations: int = 2000  # phase 1 (0 or use_encoder = False: no encoder phase)
     finetune_iterations: int = 2000  # phase 2 (or direct latent training without an encoder)
     batch_size: int = 16384
-    target_queries: int = 4
+    target_queries: int = TARGET_WALKS
     lr_start: float = 1e-2
     lr_end: float = 1e-4
     mollify_degrees: float = 10.0
