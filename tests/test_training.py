@@ -344,3 +344,25 @@ def test_watchdog_state_travels_with_the_checkpoint(checker):
     b = Trainer(cfg, checker)
     b.load_state_dict(a.state_dict())
     assert b.watchdog.lr_factor == 0.09
+
+
+def test_lobe_energy_trains_only_the_lobe(checker):
+    """The lobe energy term (trainer.py, 'Lobe energy') moves the lobe's layer and nothing else: from
+    the same start on the same batches, a run with it and one without end with every other parameter
+    equal (the term's gradient reaches no network, latent or frame) and the lobe's layer not. The
+    term is on for the last step only (lobe_energy_fraction): once the lobes differ, the next step's
+    log-L1 gradients would differ everywhere."""
+    def run(weight: float) -> dict:
+        cfg = TrainConfig(resolution=8, evaluator="2x32+lobe", use_encoder=False, finetune_iterations=4,
+                          batch_size=512, target_queries=1, lobe_energy=weight, lobe_energy_fraction=0.25)
+        t = Trainer(cfg, checker)
+        assert [t.lobe_energy_at(s) for s in range(4)] == [0.0, 0.0, 0.0, weight]
+        t.run()
+        return {k: v.detach().clone() for k, v in t.model.state_dict().items()}
+
+    with_term, without = run(1.0), run(0.0)
+    lobe = [k for k in with_term if k.startswith("lobe.")]
+    assert lobe and any(not torch.equal(with_term[k], without[k]) for k in lobe)
+    for k in with_term:
+        if k not in lobe:
+            torch.testing.assert_close(with_term[k], without[k], rtol=0, atol=0, msg=k)

@@ -70,13 +70,19 @@ class NeuralMaterial(nn.Module):
         """The evaluator's 12 direction features [N, 12] (training/frames.py)."""
         return features(self.local_directions(latent, wi, wo), self.config.directions)
 
+    def eval_parts(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, ...]]:
+        """(the evaluator network's f * |cos theta_o| [N, 3], the analytic lobe's or None, the local
+        directions): the parts that eval_from_latent sums, for a loss that trains them apart."""
+        dirs = self.local_directions(latent, wi, wo)
+        f_net = self.evaluator(features(dirs, self.config.directions), latent)
+        f_lobe = None if self.lobe is None else analytic.evaluate(self.lobe(latent), dirs[0], dirs[1])
+        return f_net, f_lobe, dirs
+
     def eval_from_latent(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
         """RGB f(wi, wo) * |cos theta_o| [N, 3]: the evaluator, plus the analytic lobe if any."""
-        dirs = self.local_directions(latent, wi, wo)
-        f = self.evaluator(features(dirs, self.config.directions), latent)
-        if self.lobe is not None:
-            f = f + analytic.evaluate(self.lobe(latent), dirs[0], dirs[1])
-        return f
+        f_net, f_lobe, _ = self.eval_parts(latent, wi, wo)
+        return f_net if f_lobe is None else f_net + f_lobe
 
     def pdf_from_latent(self, latent: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
         return mixture.pdf(self.sampler.decode(latent, wi), wi, wo)

@@ -54,6 +54,16 @@ Losses (`loss`): log_l1 (above, the default), power_l1 (Bitterli et al. 2026's M
 on f * cos) and rel_l2 (relative L2 with the detached prediction as the scale: unbiased under noisy
 targets); measured against each other in docs/baking.md, "Loss options".
 
+Lobe energy (models with the analytic lobe, training/lobe.py): over the last `lobe_energy_fraction`
+of all iterations (15 %) the loss adds `lobe_energy` times the relative L2 loss of f_net + lobe with
+everything but the lobe's layer detached. The log-L1 loss fits a narrow peak whose direction
+wanders from texel to texel (orange peel, swirls) with a geometric compromise, a wider and lower
+lobe: car_paint's clear coat returned a 1.5x too little energy around the mirror direction facing
+the light and 5x at grazing (tools/energy_by_angle.py), and its renders were 5-24 % dark. Relative
+L2 converges to the mean, so the lobe takes the peak's energy (1.0x facing the light, 2.2x at
+grazing); given to the whole model it also brightened everything off the peak 3-10x (rendered mean
+FLIP 0.149 -> 0.167), given to the lobe alone 0.149 -> 0.087 (docs/baking.md, 'Lobe energy').
+
 Mollification: each target averages reference evaluations at wo jittered over a cone whose
 half-angle falls linearly from `mollify_degrees` to 0 over the first `mollify_fraction` of all
 iterations (the paper: 10 degrees over 20k of 300k iterations, 7 %; our runs are ~100x shorter, so
@@ -78,7 +88,8 @@ from neumat.training.model import NeuralMaterial, NeuralMaterialConfig
 from neumat.renderer.neural.asset import DIRECTION_ENCODINGS
 from neumat.training.networks import Evaluator
 from neumat.training.settings import parse_network
-from neumat.training.losses import LOG_EPS, LOSSES, log_correlation, log_l1, skill
+from neumat.training import lobe as analytic
+from neumat.training.losses import LOG_EPS, LOSSES, log_correlation, log_l1, relative_l2, skill
 from neumat.training.watchdog import Watchdog
 
 VALIDATION_STEP = 1 << 40  # batch numbers from here on are never used for training
@@ -114,6 +125,10 @@ class TrainConfig:
     lr_restart: bool = False  # True: each phase its own cosine; False: one cosine over all iterations
     output_init: bool = True  # start the evaluator's output at the first batch's median target
     loss: str = "log_l1"  # a key of LOSSES
+    # The lobe's energy term (module doc, 'Lobe energy'): its weight, and the share of all iterations,
+    # at the end, during which it trains the lobe.
+    lobe_energy: float = 1.0
+    lobe_energy_fraction: float = 0.15
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -129,6 +144,8 @@ class TrainConfig:
             raise ValueError("batch_size and target_queries must be >= 1")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
+        if not (self.lobe_energy >= 0 and 0 <= self.lobe_energy_fraction <= 1):
+            raise ValueError("lobe_energy must be >= 0 and lobe_energy_fraction in [0, 1]")
 
     @property
     def encoder_steps(self) -> int:
@@ -209,6 +226,13 @@ class Trainer:
             return 0.0
         return math.radians(c.mollify_degrees) * max(0.0, 1.0 - step / span)
 
+    def lobe_energy_at(self, step: int) -> float:
+        """The lobe energy term's weight at `step`: lobe_energy over the last lobe_energy_fraction
+        of all iterations, else 0."""
+        c = self.config
+        start = (1.0 - c.lobe_energy_fraction) * c.total_iterations
+        return c.lobe_energy if c.lobe_energy_fraction > 0 and step >= start else 0.0
+
     def plan(self, step: int) -> tuple[float, bool]:
         return self.cone_at(step), self.phase_of(step) == 1
 
@@ -266,9 +290,15 @@ class Trainer:
         """(evaluator loss, sampler loss, the evaluator's prediction [N, 3])."""
         m = self.model
         latent = self._latent(batch)
-        f = m.eval_from_latent(latent, batch.wi, batch.wo)
+        f_net, f_lobe, dirs = m.eval_parts(latent, batch.wi, batch.wo)
+        f = f_net if f_lobe is None else f_net + f_lobe
         self._last_inputs = (latent.detach(), batch.wi, batch.wo)
         loss_eval = LOSSES[self.config.loss](f, batch.target)
+        if f_lobe is not None and self.lobe_energy_at(self.step) > 0:
+            # only the lobe's layer learns from it: network, latents and frames detached
+            lobe_only = analytic.evaluate(m.lobe(latent.detach()), dirs[0].detach(), dirs[1].detach())
+            loss_eval = loss_eval + self.lobe_energy_at(self.step) * relative_l2(f_net.detach() + lobe_only,
+                                                                                   batch.target)
         n_s = max(1, int(round(self.config.sampler_fraction * batch.uv.shape[0])))
         s = slice(0, n_s)
         q = m.pdf_from_latent(latent[s].detach(), batch.wi[s], batch.wo[s])
