@@ -38,15 +38,11 @@ def queries(n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     edges = np.radians(HALF_EDGES_DEG)
     rows = len(edges) - 1
     th = np.concatenate([rng.uniform(edges[i], edges[i + 1], n // rows) for i in range(rows)])
+    from neumat.training.report import directions_from_angles
+
     m = len(th)
     ph, pd = rng.random(m) * 2 * np.pi, rng.random(m) * 2 * np.pi
-    td = np.arccos(1 - rng.random(m))
-    h = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], -1)
-    dx, dy, dz = np.sin(td) * np.cos(pd), np.sin(td) * np.sin(pd), np.cos(td)
-    x = np.cos(th) * dx + np.sin(th) * dz  # d rotated from h's frame to the surface's
-    wi = np.stack([np.cos(ph) * x - np.sin(ph) * dy, np.sin(ph) * x + np.cos(ph) * dy,
-                   -np.sin(th) * dx + np.cos(th) * dz], -1)
-    wo = 2 * dz[:, None] * h - wi
+    wi, wo = directions_from_angles(th, ph, np.arccos(1 - rng.random(m)), pd)
     ok = (wi[:, 2] > 1e-3) & (wo[:, 2] > 1e-3)
     return th[ok], wi[ok].astype(np.float32), wo[ok].astype(np.float32)
 

@@ -182,6 +182,19 @@ def flat_patch_neural(model: NeuralMaterial, config: PatchConfig, texels: int | 
 
 # --- held-out queries -----------------------------------------------------------------------------
 
+def directions_from_angles(th: np.ndarray, ph: np.ndarray, td: np.ndarray, pd: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(wi, wo) [n, 3] from Rusinkiewicz's angles (theta_h, phi_h, theta_d, phi_d): wi = R(h) d with
+    d in h's frame (tangent along phi_h), wo = reflect(wi, h)."""
+    h = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], axis=-1)
+    # d rotated out of h's frame: x' = cos th dx + sin th dz, z' = -sin th dx + cos th dz.
+    dx, dy, dz = np.sin(td) * np.cos(pd), np.sin(td) * np.sin(pd), np.cos(td)
+    x = np.cos(th) * dx + np.sin(th) * dz
+    wi = np.stack([np.cos(ph) * x - np.sin(ph) * dy, np.sin(ph) * x + np.cos(ph) * dy,
+                   -np.sin(th) * dx + np.cos(th) * dz], axis=-1)
+    return wi, 2 * dz[:, None] * h - wi
+
+
 def heldout_queries(n: int, num_levels: int, rng: np.random.Generator
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The training distribution (training/data.py) restricted to what a renderer queries:
@@ -193,13 +206,7 @@ def heldout_queries(n: int, num_levels: int, rng: np.random.Generator
         m = 2 * (n - have) + 64
         th, ph = rng.random(m) * (0.5 * np.pi), rng.random(m) * (2 * np.pi)
         td, pd = rng.random(m) * (0.5 * np.pi), rng.random(m) * (2 * np.pi)
-        h = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], axis=-1)
-        # d in h's frame (tangent along phi_h), rotated out: x' = cos th dx + sin th dz, z' = -sin th dx + cos th dz.
-        dx, dy, dz = np.sin(td) * np.cos(pd), np.sin(td) * np.sin(pd), np.cos(td)
-        x = np.cos(th) * dx + np.sin(th) * dz
-        wi = np.stack([np.cos(ph) * x - np.sin(ph) * dy, np.sin(ph) * x + np.cos(ph) * dy,
-                       -np.sin(th) * dx + np.cos(th) * dz], axis=-1)
-        wo = 2 * dz[:, None] * h - wi
+        wi, wo = directions_from_angles(th, ph, td, pd)
         ok = (wi[:, 2] > 1e-4) & (wo[:, 2] > 1e-4)
         wi_parts.append(wi[ok])
         wo_parts.append(wo[ok])
