@@ -59,16 +59,16 @@ def test_apply_scale_multiplies_the_network_part_only(network):
     uv, wi, wo, level = (torch.from_numpy(a) for a in random_queries(512))
     with torch.no_grad():
         latent = model.latents.sample_level(uv, level.long())
-        before = model.eval_from_latent(latent, wi, wo)
-        lobe = model.eval_from_latent(latent, wi, wo) - model.evaluator(model.direction_features(latent, wi, wo), latent)
+        net_before, lobe_before, _ = model.eval_parts(latent, wi, wo)
         scale = torch.tensor([1.3, 0.7, 1.05])
         cal.apply_scale(model, scale.numpy())
-        net = model.evaluator(model.direction_features(latent, wi, wo), latent)
-        after = model.eval_from_latent(latent, wi, wo)
-    torch.testing.assert_close(after, (before - lobe) * scale + lobe, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(after - net, lobe, rtol=1e-5, atol=1e-7)
+        net_after, lobe_after, _ = model.eval_parts(latent, wi, wo)
+    torch.testing.assert_close(net_after, net_before * scale, rtol=1e-5, atol=1e-7)
     if network.endswith("+lobe"):
-        assert lobe.max() > 0
+        assert lobe_before.max() > 0
+        torch.testing.assert_close(lobe_after, lobe_before, rtol=0, atol=0)
+    else:
+        assert lobe_before is None and lobe_after is None
 
 
 def test_calibrate_applies_and_records_the_measured_bias():
@@ -88,8 +88,8 @@ def test_calibrate_applies_and_records_the_measured_bias():
     uv, wi, wo, level = (torch.from_numpy(a) for a in random_queries(256))
     with torch.no_grad():
         lat = model.latents.sample_level(uv, level.long())
-        got = model.evaluator(model.direction_features(lat, wi, wo), lat)
-        want = reference_model.evaluator(reference_model.direction_features(lat, wi, wo), lat)
+        got = model.eval_parts(lat, wi, wo)[0]
+        want = reference_model.eval_parts(lat, wi, wo)[0]
     torch.testing.assert_close(got, want * torch.tensor(info["scale"], dtype=want.dtype), rtol=1e-5, atol=1e-7)
 
 

@@ -12,9 +12,10 @@ that matter), so the ratio is a mean-to-mean comparison, unlike the training's l
     python tools/energy_by_angle.py assets/neural/car_paint.neumat [--source FILE.toml]
         [--queries 65536] [--level 0] [--walks 64] [--seed 5]
 
-Measured with it (docs/baking.md, 'Target walks'): car_paint's clear-coat peak (half vector within
-2 degrees of the normal) 1.5x too dark facing the light and 5x at grazing, glazed_ceramic's glaze
-peak 4.4x at grazing, brushed_metal within 1-3 % everywhere but the grazing peak.
+Measured with it (docs/baking.md, 'Lobe energy'), on 512-latent bakes before the lobe's energy
+term: car_paint's clear-coat peak (half vector within 2 degrees of the normal) 1.5x too dark facing
+the light and 5.3x at grazing; with 4-walk targets glazed_ceramic's glaze peak 4.4x at grazing and
+brushed_metal within 1-3 % everywhere but the grazing peak.
 """
 
 import argparse
@@ -35,11 +36,11 @@ MIN_CELL = 50  # queries a cell needs before its ratio is shown
 def queries(n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """(theta_h [m], wi [m, 3], wo [m, 3]): half vectors stratified over the rows (uniform angle
     within each), difference vectors cosine-distributed around them, pairs below the horizon dropped."""
+    from neumat.training.report import directions_from_angles
+
     edges = np.radians(HALF_EDGES_DEG)
     rows = len(edges) - 1
     th = np.concatenate([rng.uniform(edges[i], edges[i + 1], n // rows) for i in range(rows)])
-    from neumat.training.report import directions_from_angles
-
     m = len(th)
     ph, pd = rng.random(m) * 2 * np.pi, rng.random(m) * 2 * np.pi
     wi, wo = directions_from_angles(th, ph, np.arccos(1 - rng.random(m)), pd)

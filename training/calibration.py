@@ -4,7 +4,7 @@ evaluator network's output, undoing the bias of the log-L1 loss.
 Why: the log-L1 loss converges towards the median (in log space) of its noisy targets, not their
 mean, and the reference's walks are right-skewed, so a trained evaluator is darker than the
 reference. Rendered views showed it as a whole-image bias (glazed_ceramic 2-7 % dark per channel),
-and FLIP is very sensitive to it (docs/baking.md, 'Energy calibration').
+and FLIP is very sensitive to it (docs/baking.md, 'Latent resolution and energy calibration').
 
 What: the bias is a property of the targets, so it is measured on the reference alone, never from
 the model's errors. For fresh queries of the held-out distribution, REPEATS independent targets of

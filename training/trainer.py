@@ -294,11 +294,11 @@ class Trainer:
         f = f_net if f_lobe is None else f_net + f_lobe
         self._last_inputs = (latent.detach(), batch.wi, batch.wo)
         loss_eval = LOSSES[self.config.loss](f, batch.target)
-        if f_lobe is not None and self.lobe_energy_at(self.step) > 0:
+        weight = self.lobe_energy_at(self.step)
+        if f_lobe is not None and weight > 0:
             # only the lobe's layer learns from it: network, latents and frames detached
             lobe_only = analytic.evaluate(m.lobe(latent.detach()), dirs[0].detach(), dirs[1].detach())
-            loss_eval = loss_eval + self.lobe_energy_at(self.step) * relative_l2(f_net.detach() + lobe_only,
-                                                                                   batch.target)
+            loss_eval = loss_eval + weight * relative_l2(f_net.detach() + lobe_only, batch.target)
         n_s = max(1, int(round(self.config.sampler_fraction * batch.uv.shape[0])))
         s = slice(0, n_s)
         q = m.pdf_from_latent(latent[s].detach(), batch.wi[s], batch.wo[s])
