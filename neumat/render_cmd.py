@@ -165,7 +165,9 @@ def add_render_parser(sub, add_device_flag, add_display_flags) -> None:
                         "image goes beside it as OUT.denoised.exr")
     p.add_argument("--mlp", choices=MLP_PATHS, default="auto",
                    help="neural decoders' code path: coopvec (tensor cores; needs the device feature "
-                        "cooperative_vector), loop (plain shader arithmetic), or auto (coopvec where available)")
+                        "cooperative_vector), loop (plain shader arithmetic, weights inlined: compiled per set "
+                        "of assets), buffer (plain arithmetic on weights read from a buffer: compiled once for "
+                        "any assets), or auto (coopvec where available, else loop)")
     p.add_argument("-v", "--verbose", action="store_true", help="report loading steps")
     add_display_flags(p)
     add_device_flag(p)

@@ -102,9 +102,9 @@ def check_sample(material, asset: Path, q, seed: int) -> None:
     assert np.quantile(rel(f / p[:, None], weight[ok], 1e-6), 0.99) < 1e-3
 
 
-def check_set_evaluate(device, members, q, ids) -> np.ndarray:
+def check_set_evaluate(device, members, q, ids, mlp: str = "loop") -> np.ndarray:
     """One set of `members`, per-query material ids: each query gets its own material's eval."""
-    mset = nm.NeuralMaterialSet(device, members, mlp="loop")
+    mset = nm.NeuralMaterialSet(device, members, mlp=mlp)
     f = nm.run_queries(mset, "evaluate", 3, query_records(q["uv"], q["wi"], q["wo"], q["lod"]), 3, ids)
     for k, m in enumerate(members):
         sel = ids == k

@@ -90,15 +90,16 @@ def test_half_difference_is_smooth_at_the_mirror_direction():
 
 # --- torch: the lobe ------------------------------------------------------------------------------
 
-def _lobe_params(gate, f0, ax, ay, n=1) -> L.LobeParams:
-    return L.LobeParams(gate=torch.full((n,), gate, dtype=torch.float64),
+def _lobe_params(f90, f0, ax, ay, n=1) -> L.LobeParams:
+    return L.LobeParams(f90=torch.full((n,), f90, dtype=torch.float64),
                         f0=torch.tensor([f0] * n, dtype=torch.float64),
                         alpha=torch.tensor([[ax, ay]] * n, dtype=torch.float64))
 
 
-def _ggx_textbook(wi, wo, ax, ay, f0):
+def _ggx_textbook(wi, wo, ax, ay, f0, f90):
     """f * cos of an anisotropic GGX reflection (Heitz 2014, 'Understanding the masking-shadowing
-    function'), written from the formulas in numpy: D(h) G2(wi, wo) F(wi.h) / (4 cos_i cos_o) * cos_o."""
+    function'), written from the formulas in numpy: D(h) G2(wi, wo) F(wi.h) / (4 cos_i cos_o) * cos_o,
+    with Schlick's F running from f0 at normal incidence to f90 at grazing."""
     h = wi + wo
     h /= np.linalg.norm(h, axis=-1, keepdims=True)
     cos_h = h[:, 2]
@@ -111,7 +112,7 @@ def _ggx_textbook(wi, wo, ax, ay, f0):
 
     g2 = 1 / (1 + lam(wi) + lam(wo))
     c = np.sum(wi * h, axis=-1)
-    f = np.asarray(f0)[None] + (1 - np.asarray(f0)[None]) * ((1 - c) ** 5)[:, None]
+    f = np.asarray(f0)[None] + (f90 - np.asarray(f0)[None]) * ((1 - c) ** 5)[:, None]
     return (d * g2 / (4 * wi[:, 2] * wo[:, 2]) * wo[:, 2])[:, None] * f
 
 
@@ -119,9 +120,9 @@ def _ggx_textbook(wi, wo, ax, ay, f0):
 def test_lobe_is_textbook_ggx(ax, ay):
     rng = np.random.default_rng(1)
     wi, wo = _unit(rng, 5000), _unit(rng, 5000)
-    f0 = [0.04, 0.5, 0.9]
+    f0 = [0.04, 0.5, 0.9]  # f0 above f90 too: the two ends are independent
     got = L.evaluate(_lobe_params(0.7, f0, ax, ay, 5000), wi, wo).numpy()
-    want = 0.7 * _ggx_textbook(wi.numpy(), wo.numpy(), ax, ay, f0)
+    want = _ggx_textbook(wi.numpy(), wo.numpy(), ax, ay, f0, 0.7)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-300)
     below = wo * torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)
     assert torch.all(L.evaluate(_lobe_params(0.7, f0, ax, ay, 5000), wi, below) == 0)
@@ -143,7 +144,7 @@ def test_masked_directions_give_finite_gradients():
 
 
 def test_lobe_conserves_energy():
-    """White furnace, gate 1, F = 1, alpha 0.3: the directional albedo of a single-scattering GGX lobe
+    """White furnace, f0 = f90 = 1 (F = 1), alpha 0.3: the directional albedo of a single-scattering GGX lobe
     is below 1 (G2 <= 1). At normal incidence every h with tan(theta_h) > 1 reflects wo below the
     horizon, and under D(h) h_z that mass is P(tan^2 theta_h > 1) = alpha^2 / (1 + alpha^2) (GGX's
     slope law), so the albedo is at most 1 / (1 + alpha^2) = 0.917; the masking of the rest is small
@@ -189,7 +190,7 @@ def test_network_spec_and_model():
 
 def random_model(seed: int, **config) -> NeuralMaterial:
     """Every parameter random and non-trivial; the lobe's biases then set to a visible, moderately
-    broad lobe (gate ~0.7, alpha ~0.25 before the latent's share) so that random queries see it."""
+    broad lobe (f90 ~0.7, alpha ~0.25 before the latent's share) so that random queries see it."""
     torch.manual_seed(seed)
     model = NeuralMaterial(NeuralMaterialConfig(resolution=RESOLUTION, **config))
     with torch.no_grad():
@@ -237,6 +238,20 @@ def test_version_1_assets_still_load(assets, tmp_path):
     a = load_asset(old)
     assert a.directions == "vectors" and not a.lobe and a.network == "2x32"
     assert load_model(a).lobe is None
+
+
+def test_version_2_lobes_are_refused_and_plain_ones_load(assets, tmp_path):
+    """Format 2 decoded the lobe as gate * Schlick(f0), a different function of the same 6 outputs
+    than format 3's (f0, f90): such an asset is refused by name, a format-2 asset without a lobe loads."""
+    for name, src in (("lobe2.neumat", assets["lobe"]), ("plain2.neumat", assets["hd"])):
+        shutil.copytree(src, tmp_path / name)
+        doc = json.loads((tmp_path / name / "manifest.json").read_text())
+        doc["format_version"] = 2
+        (tmp_path / name / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(NeumatError, match=r"lobe2\.neumat/manifest\.json: architecture\.lobe\.enabled: .*bake the "
+                                          r"material again"):
+        load_asset(tmp_path / "lobe2.neumat")
+    assert not load_asset(tmp_path / "plain2.neumat").lobe
 
 
 def test_inconsistent_lobe_records_are_named(assets, tmp_path):

@@ -178,6 +178,23 @@ def test_coopvec_and_loop_paths_render_the_same_image(device, setup):
     assert rel < 0.01, rel
 
 
+def test_buffer_and_loop_paths_render_the_same_image(device, setup):
+    """The buffer path (weights read from the weight buffer by one module for every asset) and the
+    loop path (weights inlined) compute the same fp32 arithmetic on the same fp16 weights in another
+    order: with the same random numbers a frame matches to float rounding, which a path can amplify
+    only where a sampled direction flips across a decision (a few pixels, not the mean)."""
+    s = load_scene(setup["scene"])
+    loop = prepare_render(device, s, "per-object", mlp="loop")[0]
+    buffer = prepare_render(device, s, "per-object", mlp="buffer")[0]
+    assert (loop.neural_set.mlp, buffer.neural_set.mlp) == ("loop", "buffer")
+    a, b = loop.render(16, 5), buffer.render(16, 5)
+    neural = _interior(a.aovs["material_id"], 1)
+    assert neural.sum() > 10
+    np.testing.assert_array_equal(a.aovs["material_id"], b.aovs["material_id"])
+    rel = np.abs(a.image[neural] - b.image[neural]).mean() / a.image[neural].mean()
+    assert rel < 1e-3, rel
+
+
 def test_coopvec_without_the_feature_is_one_clear_error(device, setup, tmp_path):
     """In the API a NeumatError naming the object's asset, the feature and the way out; on the command
     line exit 2 with that message and no image."""

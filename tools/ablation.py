@@ -3,15 +3,22 @@ the paper: plain decoder 0.239, + encoder 0.196, + learned frames 0.082 FLIP): e
 iterations, batch, seed and evaluator, then measured by the bake report (held-out error and
 flat-patch FLIP). Writes docs/ablation.md.
 
-    python tools/ablation.py                          # woven_fabric and worn_plastic, bake defaults
+    python tools/ablation.py                          # the three default materials, bake defaults
     python tools/ablation.py car_paint --iterations 1500 --out out/ablation
+    python tools/ablation.py --resolution 256 --iterations 2000 --render 0.5 --out out/ablation
     python tools/ablation.py --noise woven_fabric     # target-noise study (training/data.py)
 
 Variants:
 - plain: latents trained directly from random values (no encoder), evaluator sees wi, wo in the
   shading frame (no learned frames);
 - + encoder: the encoder phase first (the encoder fills the pyramid), then the latents fine-tuned;
-- + learned frames: the full model, as `neumat bake` trains it.
+- + learned frames: the full model, as `neumat bake` trains it by default;
+- + analytic lobe: the full model with `--network SIZE+lobe` (training/lobe.py).
+
+--render MIN also measures each variant on rendered views (`neumat compare --material ASSET
+--neural-minutes MIN --record`: the fixed views against converged references, cached after the
+first variant of a material), the fidelity that counts; the flat patches alone misjudge peaky
+materials (docs/baking.md).
 
 --noise measures why targets average several walks: for each flat-patch configuration, the ratio of
 the exp-median of log(M-walk averages + 0.01) (what the log-L1 loss converges to) to their mean
@@ -21,6 +28,7 @@ the exp-median of log(M-walk averages + 0.01) (what the log-L1 loss converges to
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,14 +39,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from neumat.renderer.core.paths import ASSET_DIR, REPO_ROOT  # noqa: E402
 
-VARIANTS = (  # (key, label, use_encoder, use_frames)
-    ("plain", "plain decoder, latents trained directly", False, False),
-    ("encoder", "+ encoder", True, False),
-    ("frames", "+ learned frames (full model)", True, True),
+VARIANTS = (  # (key, label, use_encoder, use_frames, network suffix)
+    ("plain", "plain decoder, latents trained directly", False, False, ""),
+    ("encoder", "+ encoder", True, False, ""),
+    ("frames", "+ learned frames (the default model)", True, True, ""),
+    ("lobe", "+ analytic lobe", True, True, "+lobe"),
 )
 CONFIGS = ("front", "specular", "grazing")
-DEFAULT_MATERIALS = ("woven_fabric", "worn_plastic")
+DEFAULT_MATERIALS = ("woven_fabric", "worn_plastic", "glazed_ceramic")
 RESULTS = REPO_ROOT / "docs" / "ablation.md"
+
+
+def render_fidelity(asset: Path, minutes: float, args) -> float:
+    """The asset's rendered mean FLIP (`neumat compare --material`, recorded in its report)."""
+    command = [sys.executable, "-m", "neumat", "compare", "--material", str(asset), "--neural-minutes", str(minutes),
+               "--record", "-o", str(asset.with_name(asset.stem + "-fidelity"))]
+    if args.device:
+        command += ["--device", args.device]
+    subprocess.run(command, check=True)
+    return json.loads((asset / "report" / "report.json").read_text())["render_mean_flip"]
 
 
 def run_variants(names: list[str], args) -> list[dict]:
@@ -47,19 +66,23 @@ def run_variants(names: list[str], args) -> list[dict]:
     rows = []
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="neumat-ablation-"))
     out_root.mkdir(parents=True, exist_ok=True)
+    variants = [v for v in VARIANTS if v[0] in args.variants.split(",")]
     for name in names:
-        for key, label, use_encoder, use_frames in VARIANTS:
-            settings = BakeSettings(evaluator=args.network, iterations=args.iterations, seed=args.seed,
-                                    use_encoder=use_encoder, use_frames=use_frames)
+        for key, label, use_encoder, use_frames, suffix in variants:
+            settings = BakeSettings(evaluator=args.network + suffix, iterations=args.iterations, seed=args.seed,
+                                    use_encoder=use_encoder, use_frames=use_frames, resolution=args.resolution)
             start = time.perf_counter()
             result = bake(ASSET_DIR / "materials" / f"{name}.toml", out_root / f"{name}-{key}.neumat", settings,
                           device=args.device, progress=not args.quiet)
             m = result.report["metrics"]
             row = {"material": name, "variant": key, "label": label, "iterations": result.steps,
-                   "batch": settings.batch_size, "training_s": result.timings["training_s"],
+                   "batch": settings.batch_size, "resolution": result.report["model"]["resolution"],
+                   "training_s": result.timings["training_s"],
                    "total_s": time.perf_counter() - start, "heldout": m["heldout_rel_l1"],
                    "heldout0": m["heldout_level0_rel_l1"], "flip": m["flip"], "flip_mean": m["flip_mean"],
                    "asset": str(result.asset)}
+            if args.render:
+                row["render_flip"] = render_fidelity(Path(result.asset), args.render, args)
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
@@ -70,19 +93,23 @@ def write_table(rows: list[dict], args) -> str:
         "## Ablation: what each part of the model buys", "",
         "Each variant baked with the same budget: "
         f"{rows[0]['iterations']} iterations of {rows[0]['batch']} samples, evaluator {args.network}, "
-        f"seed {args.seed}, 256 x 256 latents (`tools/ablation.py`; measured by the bake report like "
+        f"seed {args.seed}, {rows[0]['resolution']} x {rows[0]['resolution']} latents (`tools/ablation.py`; "
+        "measured by the bake report like "
         "`docs/bake-results.md`). The plain variant trains its latents directly for all iterations; the "
         "others spend half of them in the encoder phase. Held-out: relative L1 over 65536 fresh queries of "
         "training's distribution; FLIP: flat patch at latent level 0 in the three configurations (view / "
-        "light: front 0 / 30, specular 45 / 45, grazing 80 / 60 degrees).", "",
-        "| material | variant | held-out rel. L1 | FLIP front | FLIP specular | FLIP grazing | mean FLIP "
-        "| training |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "light: front 0 / 30, specular 45 / 45, grazing 80 / 60 degrees)."
+        + (f" Rendered: mean FLIP over the five fixed views of `neumat compare --material` (neural side "
+           f"{args.render} min per asset, lavapipe; the references converged and cached)." if args.render else ""), "",
+        "| material | variant | held-out rel. L1 | FLIP front | FLIP specular | FLIP grazing | mean flat FLIP "
+        + ("| rendered mean FLIP " if args.render else "") + "| training |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if args.render else ""),
     ]
     for r in rows:
         flips = " | ".join(f"{r['flip'][c]:.4f}" for c in CONFIGS)
-        lines.append(f"| {r['material']} | {r['label']} | {r['heldout']:.4f} | {flips} | {r['flip_mean']:.4f} | "
-                     f"{r['training_s'] / 60:.1f} min |")
+        rendered = f" {r['render_flip']:.4f} |" if args.render else ""
+        lines.append(f"| {r['material']} | {r['label']} | {r['heldout']:.4f} | {flips} | {r['flip_mean']:.4f} |"
+                     f"{rendered} {r['training_s'] / 60:.1f} min |")
     lines += ["", "The paper's table (rendered scenes, 300k iterations on a GPU): plain decoder 0.239, "
               "+ encoder 0.196, + learned frames 0.082 mean FLIP.", "",
               f"Measured {date.today().isoformat()} on the development machine (2 shared CPU cores, lavapipe)."]
@@ -123,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("materials", nargs="*", help=f"material names (default: {', '.join(DEFAULT_MATERIALS)})")
     parser.add_argument("--network", default="2x32")
     parser.add_argument("--iterations", type=int, default=None, help="default: neumat bake's")
+    parser.add_argument("--resolution", type=int, default=None, help="latent resolution (default: neumat bake's)")
+    parser.add_argument("--variants", default=",".join(v[0] for v in VARIANTS),
+                        help="comma-separated variant keys (default: all)")
+    parser.add_argument("--render", type=float, default=None, metavar="MIN",
+                        help="also measure rendered fidelity, MIN minutes of neural rendering per asset")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="folder for the variants' assets (default: a temporary one)")
@@ -131,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     names = args.materials or list(DEFAULT_MATERIALS)
+    unknown = set(args.variants.split(",")) - {v[0] for v in VARIANTS}
+    if unknown:
+        print(f"ablation: unknown variants {sorted(unknown)}; choose from {', '.join(v[0] for v in VARIANTS)}",
+              file=sys.stderr)
+        return 2
     every = {p.stem for p in (ASSET_DIR / "materials").glob("*.toml")}
     if set(names) - every:
         print(f"ablation: unknown materials {sorted(set(names) - every)}; bundled: {sorted(every)}", file=sys.stderr)

@@ -23,18 +23,24 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from neumat.renderer.neural.codegen import MLP_PATHS  # noqa: E402
 
 SCENE = "stage"
 
 
 def stage_times(device, scene, width: int, height: int, spp: int, rounds: int, max_depth: int, seed: int,
-                materials: bool, log) -> dict:
+                materials: bool, log, mlp: str = "auto") -> dict:
     from neumat.renderer.compare.stage import material_timings, switchable_tracer
     from neumat.renderer.materials.query import MATERIAL_KINDS
 
     t0 = time.perf_counter()
-    tracer = switchable_tracer(device, scene, log)
-    out = {"compile_s": time.perf_counter() - t0, "ray_casting": getattr(tracer, "ray_casting", "pipeline")}
+    tracer = switchable_tracer(device, scene, log, mlp)
+    out = {"compile_s": time.perf_counter() - t0, "ray_casting": getattr(tracer, "ray_casting", "pipeline"),
+           "mlp": tracer.neural_set.mlp}
     times = {kind: [] for kind in MATERIAL_KINDS}
     for r in range(rounds):
         for kind in (MATERIAL_KINDS if r % 2 == 0 else MATERIAL_KINDS[::-1]):
@@ -92,6 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--viewer-seconds", type=float, default=10.0,
                     help="seconds of viewer frames per mode (default 10; 0 skips the viewer)")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--mlp", choices=MLP_PATHS, default="auto", help="the neural materials' MLP path (default auto)")
     args = ap.parse_args(argv)
 
     from neumat.renderer.core.device import create_device
@@ -107,12 +114,13 @@ def main(argv=None) -> int:
     wall = time.perf_counter()
     log(f"{SCENE} at {width}x{height}, {args.spp} spp per render, max depth {max_depth}, {args.rounds} rounds, "
         f"on {device.info.adapter_name}")
-    st = stage_times(device, scene, width, height, args.spp, args.rounds, max_depth, args.seed, args.materials, log)
+    st = stage_times(device, scene, width, height, args.spp, args.rounds, max_depth, args.seed, args.materials, log,
+                     args.mlp)
     view = viewer_fps(device, args.viewer_seconds, log) if args.viewer_seconds > 0 else None
 
     pixels = width * height
     print(f"\n{SCENE}, {width}x{height}, {args.spp} spp x {args.rounds} rounds, max depth {max_depth} "
-          f"(rays: {st['ray_casting']}; compile and first use {st['compile_s']:.0f} s)")
+          f"(rays: {st['ray_casting']}; neural MLP path {st['mlp']}; compile and first use {st['compile_s']:.0f} s)")
     for kind in ("reference", "neural"):
         ms = st[kind]
         print(f"  {kind:9s} {ms:8.1f} ms/spp  {pixels / ms / 1e3:.3f} M samples/s")

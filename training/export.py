@@ -38,7 +38,7 @@ NETWORK_OUTPUTS = {
               "b = cross(n, t); the same for x[6:12] (training/frames.py)",
     "evaluator": "exp(x - 3) = RGB f(wi, wo) * |cos theta_o|",
     "sampler": "the 9 parameters of the two-lobe mixture (training/sampler.py)",
-    "lobe": "gate = sigmoid(x[0]), f0 = sigmoid(x[1:4]), alpha = exp(log(alpha_min) + log(alpha_max / alpha_min) "
+    "lobe": "f90 = sigmoid(x[0]), f0 = sigmoid(x[1:4]), alpha = exp(log(alpha_min) + log(alpha_max / alpha_min) "
             "sigmoid(x[4:6])) of the analytic GGX lobe added to the evaluator (training/lobe.py)",
 }
 NETWORK_INPUTS = {
@@ -204,7 +204,7 @@ def build_manifest(model: NeuralMaterial, material: Material, files: dict[str, d
             "frames": {"enabled": cfg.use_frames, "inputs": c, "outputs": 12, "bias": False},
             "lobe": {"enabled": model.lobe is not None, "inputs": c, "outputs": LOBE_OUTPUTS, "frame": 1,
                      "alpha_min": analytic.ALPHA_MIN, "alpha_max": analytic.ALPHA_MAX,
-                     "output": "gate F D G2 / (4 wi.z) added to exp(x - 3) (training/lobe.py)"},
+                     "output": "F D G2 / (4 wi.z), F = f0 + (f90 - f0) (1 - wi.h)^5, added to exp(x - 3) (training/lobe.py)"},
             "evaluator": {"size": size, "hidden": EVALUATOR_SIZES[size],
                           "inputs": DIRECTION_FEATURES + c, "outputs": 3, "output": "exp(x - 3)"},
             "sampler": {"hidden": mixture.SAMPLER_HIDDEN, "inputs": c + 3, "outputs": mixture.NUM_OUTPUTS,

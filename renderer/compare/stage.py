@@ -74,12 +74,13 @@ def check_comparable(scene) -> None:
                           + "; ".join(missing))
 
 
-def switchable_tracer(device, scene, log: Callable[[str], None] = lambda line: None):
-    """The scene's path tracer with both kinds of every material bound, compiled."""
+def switchable_tracer(device, scene, log: Callable[[str], None] = lambda line: None, mlp: str = "auto"):
+    """The scene's path tracer with both kinds of every material bound (neural ones on MLP path
+    `mlp`), compiled."""
     from neumat.renderer.pathtracer.tracer import prepare_render
 
     check_comparable(scene)
-    tracer, _ = prepare_render(device, scene, "reference", switchable=True)
+    tracer, _ = prepare_render(device, scene, "reference", switchable=True, mlp=mlp)
     log(f"compiling the path tracer with {len(tracer.material_names)} materials on {device.info.adapter_name}")
     tracer.compile()
     return tracer

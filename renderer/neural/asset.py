@@ -12,7 +12,7 @@ file and manifest key; the short version:
   (row = v, column = u), level 0 the finest, down to 1 x 1.
 
 `load_asset` checks everything it reads and reports each problem as one NeumatError naming the file
-and the field, e.g. `brass.neumat/manifest.json: format_version: 3 is newer than this neumat (1)`.
+and the field, e.g. `brass.neumat/manifest.json: format_version: 4 is newer than this neumat (3)`.
 This module uses numpy only: the renderer never imports `training`.
 """
 
@@ -28,7 +28,9 @@ import numpy as np
 from neumat.renderer.core.errors import NeumatError
 
 ASSET_FORMAT = "neumat-neural-material"
-ASSET_FORMAT_VERSION = 2  # 2: architecture.direction_encoding and architecture.lobe (version 1: vectors, no lobe)
+# 2: architecture.direction_encoding and architecture.lobe (version 1: vectors, no lobe); 3: the lobe's
+# outputs are f90, f0 (version 2's were a gate and f0, a different function: such assets are refused)
+ASSET_FORMAT_VERSION = 3
 ASSET_SUFFIX = ".neumat"
 MANIFEST_NAME = "manifest.json"
 
@@ -36,7 +38,7 @@ NETWORK_NAMES = ("frames", "evaluator", "sampler", "lobe")  # manifest and file 
 PRECISIONS = {"fp32": np.dtype(np.float32), "fp16": np.dtype(np.float16)}
 DIRECTION_FEATURES = 12  # wi and wo (or h and d) in two learned frames (training/frames.py)
 DIRECTION_ENCODINGS = ("vectors", "half_difference")  # training/frames.py
-LOBE_OUTPUTS = 6  # gate, f0 (RGB), alpha_x, alpha_y (training/lobe.py)
+LOBE_OUTPUTS = 6  # f90, f0 (RGB), alpha_x, alpha_y (training/lobe.py)
 LOBE_SUFFIX = "+lobe"
 FRAME_OUTPUTS = 12  # two (normal, tangent) offsets
 EVALUATOR_OUTPUTS = 3  # RGB
@@ -363,6 +365,9 @@ def load_asset(path: str | Path, expect_source_hash: str | None = None) -> Neura
             raise where.error(MANIFEST_NAME, f"{arch}.direction_encoding",
                               f"'{directions}' is not one of {', '.join(DIRECTION_ENCODINGS)}")
         lobe = _field(where, doc, f"{arch}.lobe.enabled", bool)
+        if lobe and version < 3:
+            raise where.error(MANIFEST_NAME, f"{arch}.lobe.enabled", "a format-2 lobe (gate and f0), which this "
+                              "neumat no longer evaluates (format 3 decodes f0 and f90); bake the material again")
 
     expected = {"evaluator": (DIRECTION_FEATURES + channels, hidden, EVALUATOR_OUTPUTS, True),
                 "sampler": (channels + 3, sampler_hidden, SAMPLER_OUTPUTS, True)}

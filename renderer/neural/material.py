@@ -13,6 +13,8 @@ The MLP path is chosen once per material: `mlp="auto"` takes CoopVec (tensor cor
 reports cooperative vectors and the loop path (weights inlined as constants) otherwise, saying so
 once per device in the log; `mlp="coopvec"` on a device without the feature is a NeumatError.
 slangpy's `cpu` device runs the CoopVec path through Slang's software fallback (row-major matrices).
+`mlp="buffer"` runs shaders/neural/buffer_networks.slang, one module for any materials, on the
+CoopVec path's row-major weight buffer: nothing to compile when the assets change.
 
 `NeuralMaterial` implements the material query interface (renderer/materials/query.py):
 evaluate, sample, pdf and albedo on batched arrays, plus `fetch_latents`. Query i uses the random
@@ -50,9 +52,11 @@ def is_cpu_device(device: spy.Device) -> bool:
 
 
 def choose_mlp_path(device: spy.Device, mlp: str = "auto", what: str = "neural materials") -> str:
-    """'coopvec' or 'loop' for `mlp` on `device`; NeumatError when 'coopvec' cannot run there."""
+    """'coopvec', 'loop' or 'buffer' for `mlp` on `device`; NeumatError when 'coopvec' cannot run there."""
     if mlp not in MLP_PATHS:
         raise ValueError(f"mlp must be one of {MLP_PATHS}, got {mlp!r}")
+    if mlp == "buffer":
+        return "buffer"
     has = device.has_feature(REPORTED_FEATURES["cooperative_vector"])
     if mlp == "coopvec":
         if not (has or is_cpu_device(device)):
@@ -138,12 +142,18 @@ class NeuralMaterialSet:
         self.mlp = mlp or (paths.pop() if len(paths) == 1 else choose_mlp_path(device))
         if self.mlp == "coopvec":
             choose_mlp_path(device, "coopvec")
-        self.module = (self.materials[0].module if len(self.materials) == 1 and mlp is None
-                       else codegen.generate_set([m.module for m in self.materials]))
+        if self.mlp == "buffer":
+            for mat in self.materials:
+                codegen.check_buffer_supported(mat.asset)
+            self.module = codegen.buffer_module()
+        elif len(self.materials) == 1 and mlp is None:
+            self.module = self.materials[0].module
+        else:
+            self.module = codegen.generate_set([m.module for m in self.materials])
         texels, levels, records, offset = [], [], [], 0
         for mat in self.materials:
             record = np.zeros(RECORD_UINTS, np.uint32)
-            record[0:2] = (len(levels), mat.asset.num_levels)
+            record[0:4] = (len(levels), mat.asset.num_levels, *codegen.shape_words(mat.asset))
             records.append(record)
             for level, t in zip(mat.asset.latents_fp16, _latent_texels(mat.asset)):
                 levels.append((level.shape[1], level.shape[0], offset, 0))
@@ -151,10 +161,10 @@ class NeuralMaterialSet:
                 offset += t.shape[0]
         if offset >= 2**32:
             raise ValueError(f"a neural material set holds at most 2^32 texels, these materials need {offset}")
-        if self.mlp == "coopvec":
+        if self.mlp in ("coopvec", "buffer"):
             blob, tables = coop_weight_blob(device, [m.asset for m in self.materials],
-                                            [m.module.coop_layers for m in self.materials],
-                                            optimal=not is_cpu_device(device))
+                                            [codegen.coop_layers(m.asset) for m in self.materials],
+                                            optimal=self.mlp == "coopvec" and not is_cpu_device(device))
             for record, table in zip(records, tables):
                 record[4:4 + codegen.MAX_LAYERS] = table[0]
                 record[4 + codegen.MAX_LAYERS:] = table[1]
