@@ -33,8 +33,8 @@ NEURAL_DIR = ASSET_DIR / "neural"
 RESULTS = REPO_ROOT / "docs" / "bake-results.md"
 FLIP_TARGET = 0.08
 # Bundled materials whose asset is not the default network: the analytic lobe with its energy term
-# rendered better on both (mean FLIP car_paint 0.149 -> 0.0890, patinated_brass 0.0707 -> 0.0551;
-# docs/fidelity.md, 'The six pre-baked assets').
+# rendered better on both (mean FLIP car_paint 0.149 -> 0.0890, patinated_brass 0.0707 -> 0.0551 with
+# the lobe's first, gated form; docs/fidelity.md, 'The six pre-baked assets').
 BUNDLED_NETWORKS = {"car_paint": "2x32+lobe", "patinated_brass": "2x32+lobe"}
 
 

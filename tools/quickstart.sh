@@ -12,5 +12,7 @@ if [ -n "${DISPLAY:-}" ]; then
   exec .venv/bin/neumat view stage --screenshot-dir out
 fi
 echo "No display: rendering the stage headless (neumat view needs one; try xvfb-run -a neumat view)."
-.venv/bin/neumat render stage --mode neural --spp 16 -o out/stage.png
+# The buffer MLP path: one shader for any assets, compiled in about half the time and memory of the
+# inlined weights, so the first image comes sooner (docs/performance.md, "The buffer MLP path").
+.venv/bin/neumat render stage --mode neural --mlp buffer --spp 16 -o out/stage.png
 echo "Open out/stage.png to see the result."
