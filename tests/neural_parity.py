@@ -19,6 +19,20 @@ from neumat.renderer.neural import material as nm
 from neumat.training.export import load_model
 
 
+def random_queries(seed: int, n: int) -> dict:
+    """n queries with uv beyond [0, 1] (wrap), levels 0-3 and directions above the surface (where
+    the torch model is defined; the runtime returns 0 or mirrors below it)."""
+    rng = np.random.default_rng(seed)
+
+    def unit():
+        v = rng.normal(size=(n, 3))
+        v[:, 2] = np.abs(v[:, 2]) + 1e-3
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    return {"uv": rng.uniform(-1.5, 2.5, (n, 2)).astype(np.float32),
+            "lod": rng.integers(0, 4, n).astype(np.float32), "wi": unit(), "wo": unit()}
+
+
 def rel(a, b, floor):
     return np.abs(a - b) / (np.abs(b) + floor)
 

@@ -471,7 +471,7 @@ BROKEN = [
      ["layers[0].type", "bottom layer", "diffuse, conductor"]),
     ("bottom-weight", ("albedo = [0.5, 0.4, 0.3]", "albedo = [0.5, 0.4, 0.3]\nweight = 0.5"), "", ["layers[0].weight", "always present"]),
     ("missing-param", ("alpha = 0.1", ""), "", ["layers[1].alpha", "missing"]),
-    ("too-many-layers", None, "".join(f'\n[[layers]]\ntype = "dielectric"\nior = 1.5\nalpha = 0.1\n' for _ in range(4)),
+    ("too-many-layers", None, "".join('\n[[layers]]\ntype = "dielectric"\nior = 1.5\nalpha = 0.1\n' for _ in range(4)),
      ["layers:", "1 to 5 layers, got 6"]),
     ("layers-not-array", (LAYERS_TEXT, '[layers]\ntype = "diffuse"\nalbedo = 0.5\n'), "", ["layers:", "[[layers]]"]),
     ("resolution-not-power-of-two", ("resolution = 16", "resolution = 100"), "", ["material.resolution", "power of two"]),

@@ -12,10 +12,11 @@ from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.neural import codegen
 from neumat.renderer.neural import material as nm
 from neumat.training.export import save_asset
-from neural_parity import check_eval_and_pdf_fp16, check_sample, check_set_evaluate
-from test_neural_lobe import _unit, random_model
+from neural_parity import check_eval_and_pdf_fp16, check_sample, check_set_evaluate, random_queries
+from test_neural_lobe import random_model
 
 N = 2048
+
 
 ARCHITECTURES = {  # name: random_model config
     "plain": {},
@@ -39,10 +40,7 @@ def materials(device, assets):
 
 @pytest.fixture(scope="module")
 def queries():
-    rng = np.random.default_rng(8)
-    return {"uv": rng.uniform(-1.5, 2.5, (N, 2)).astype(np.float32),
-            "lod": rng.integers(0, 4, N).astype(np.float32),
-            "wi": _unit(rng, N).numpy().astype(np.float32), "wo": _unit(rng, N).numpy().astype(np.float32)}
+    return random_queries(8, N)
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

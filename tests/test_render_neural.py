@@ -161,21 +161,26 @@ def test_switchable_objects_flip_between_kinds_without_recompiling(device, setup
     np.testing.assert_array_equal(again.image, neural.image)
 
 
+def _relative_difference_to_loop(device, setup, mlp: str, spp: int) -> float:
+    """Mean |difference| / mean over the neural object's pixels between a frame on MLP path `mlp` and
+    one on the loop path, same seed (the material ids must agree exactly)."""
+    s = load_scene(setup["scene"])
+    loop = prepare_render(device, s, "per-object", mlp="loop")[0]
+    other = prepare_render(device, s, "per-object", mlp=mlp)[0]
+    assert (loop.neural_set.mlp, other.neural_set.mlp) == ("loop", mlp)
+    a, b = loop.render(spp, 5), other.render(spp, 5)
+    neural = _interior(a.aovs["material_id"], 1)
+    assert neural.sum() > 10
+    np.testing.assert_array_equal(a.aovs["material_id"], b.aovs["material_id"])
+    return float(np.abs(a.image[neural] - b.image[neural]).mean() / a.image[neural].mean())
+
+
 @pytest.mark.gpu("cooperative_vector")
 def test_coopvec_and_loop_paths_render_the_same_image(device, setup):
     """The tensor-core (CoopVec) decoders and the plain-loop ones are two codings of one fp16
     network: a whole path-traced frame with either matches to fp16 rounding, with the same random
     numbers (the loop path accumulates in fp32, CoopVec in the matrix unit's precision)."""
-    s = load_scene(setup["scene"])
-    loop = prepare_render(device, s, "per-object", mlp="loop")[0]
-    coop = prepare_render(device, s, "per-object", mlp="coopvec")[0]
-    assert (loop.neural_set.mlp, coop.neural_set.mlp) == ("loop", "coopvec")
-    a, b = loop.render(64, 5), coop.render(64, 5)
-    neural = _interior(a.aovs["material_id"], 1)
-    assert neural.sum() > 10
-    np.testing.assert_array_equal(a.aovs["material_id"], b.aovs["material_id"])
-    rel = np.abs(a.image[neural] - b.image[neural]).mean() / a.image[neural].mean()
-    assert rel < 0.01, rel
+    assert _relative_difference_to_loop(device, setup, "coopvec", 64) < 0.01
 
 
 def test_buffer_and_loop_paths_render_the_same_image(device, setup):
@@ -183,16 +188,7 @@ def test_buffer_and_loop_paths_render_the_same_image(device, setup):
     loop path (weights inlined) compute the same fp32 arithmetic on the same fp16 weights in another
     order: with the same random numbers a frame matches to float rounding, which a path can amplify
     only where a sampled direction flips across a decision (a few pixels, not the mean)."""
-    s = load_scene(setup["scene"])
-    loop = prepare_render(device, s, "per-object", mlp="loop")[0]
-    buffer = prepare_render(device, s, "per-object", mlp="buffer")[0]
-    assert (loop.neural_set.mlp, buffer.neural_set.mlp) == ("loop", "buffer")
-    a, b = loop.render(16, 5), buffer.render(16, 5)
-    neural = _interior(a.aovs["material_id"], 1)
-    assert neural.sum() > 10
-    np.testing.assert_array_equal(a.aovs["material_id"], b.aovs["material_id"])
-    rel = np.abs(a.image[neural] - b.image[neural]).mean() / a.image[neural].mean()
-    assert rel < 1e-3, rel
+    assert _relative_difference_to_loop(device, setup, "buffer", 16) < 1e-3
 
 
 def test_coopvec_without_the_feature_is_one_clear_error(device, setup, tmp_path):

@@ -68,7 +68,7 @@ def test_directions_density_integrates_over_both_hemispheres(peak_fraction):
     wi, wo, p = data.sample_directions(rng, n, below_horizon=1.0, peak_fraction=peak_fraction)
     # P(wi above) of the raw draw, from the same construction without rejection.
     th = np.where(rng.random(n) < peak_fraction, rng.random(n) * np.pi / 2, np.arccos(1 - rng.random(n)))
-    ph = rng.random(n) * 2 * np.pi
+    rng.random(n)  # phi_h, as the construction draws it; wi.z does not depend on it
     td, pd = rng.random(n) * np.pi / 2, rng.random(n) * 2 * np.pi
     wi_z = -np.sin(th) * np.sin(td) * np.cos(pd) + np.cos(th) * np.cos(td)
     p_above = np.mean(wi_z > 1e-4)

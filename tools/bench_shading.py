@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(c) for c in args.scalability.split(",") if c.strip()]
     scal = []
     if counts:
-        print(f"\nscalability: N distinct neural 2x32 materials (untrained, distinct weights) in one dispatch")
+        print("\nscalability: N distinct neural 2x32 materials (untrained, distinct weights) in one dispatch")
         print(f"{'N':>3s} {'compile s':>9s} {'coherent Mq/s':>14s} {'rel. to N=1':>11s} "
               f"{'random Mq/s':>12s} {'rel. to N=1':>11s}")
         pool = [neural["2x32"]]
