@@ -55,6 +55,8 @@ COOP_ALIGN = 8  # CoopVec rows and columns are padded to multiples of this many 
 MLP_PATHS = ("auto", "coopvec", "loop", "buffer")
 BUFFER_MODULE = "neural.buffer_networks"  # shaders/neural/buffer_networks.slang
 BUFFER_MAX_WIDTH = 64  # its BUFFER_MAX_WIDTH
+# NeuralRecord.flags bits (shaders/neural/mlp.slang NEURAL_SHAPE_*)
+SHAPE_FRAMES, SHAPE_HALF_DIFFERENCE, SHAPE_LOBE = 1, 2, 4
 
 KERNEL_ENTRIES = {
     "evaluate": "neuralEvaluateKernel",
@@ -578,8 +580,9 @@ def check_buffer_supported(asset: NeuralAsset) -> None:
 
 def shape_words(asset: NeuralAsset) -> tuple[int, int]:
     """(flags, sizes) of a material's NeuralRecord (shaders/neural/mlp.slang NeuralWeights)."""
-    flags = ((1 if asset.use_frames else 0) | (2 if asset.directions == "half_difference" else 0)
-             | (4 if asset.lobe else 0))
+    flags = ((SHAPE_FRAMES if asset.use_frames else 0)
+             | (SHAPE_HALF_DIFFERENCE if asset.directions == "half_difference" else 0)
+             | (SHAPE_LOBE if asset.lobe else 0))
     sizes = 0
     for shift, name in ((0, "evaluator"), (16, "sampler")):
         layers = asset.networks[name].layers

@@ -22,6 +22,7 @@ stream RNG.create(seed, i): its first number picks the latent level, the next th
 `run_queries` runs a query over a whole NeuralMaterialSet, each query on its own material.
 """
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -230,8 +231,13 @@ class NeuralMaterial(Material):
         self.asset = asset
         self.name = asset.name
         self.mlp = choose_mlp_path(device, mlp, what=asset.path.name)
-        self.module = codegen.generate_module(asset)
         self.set = NeuralMaterialSet(device, [self])
+
+    @functools.cached_property
+    def module(self) -> codegen.GeneratedModule:
+        """The asset's generated module (weights inlined), written on first use: the buffer path
+        never needs it."""
+        return codegen.generate_module(self.asset)
 
     @classmethod
     def from_asset(cls, device: spy.Device, path: str | Path, mlp: str = "auto",
