@@ -73,6 +73,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from neumat.renderer.core.device import create_device
     from neumat.renderer.images.io import check_output_path, write_image
     from neumat.renderer.core.kernels import COMPILE_STATS
+    from neumat.renderer.core.heartbeat import heartbeat
     from neumat.renderer.pathtracer.tracer import AOVS, prepare_render
     from neumat.renderer.scene.scene_file import load_scene, resolve_materials
 
@@ -97,11 +98,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     device = create_device(args.device)
     log = (lambda msg: print(f"  {msg}", file=sys.stderr)) if args.verbose else None
     tracer, load = prepare_render(device, scene, args.mode, log=log, mlp=args.mlp)
-    # A cold compile of a many-material pipeline takes minutes on lavapipe and cannot report progress
-    # (the compile call holds the interpreter): say so before it starts rather than sit silent.
+    # A cold compile takes minutes on lavapipe: say so before it starts, and keep saying it.
     print(f"compiling the path tracer for {scene.name} on {device.info.adapter_name} (minutes the first "
           "time on lavapipe; later runs read the shader cache)", flush=True)
-    tracer.compile()
+    with heartbeat("  still compiling"):
+        tracer.compile()
     compile_seconds = COMPILE_STATS.seconds  # every Slang program of this process (studio table included)
     with tqdm(total=spp, unit="spp", desc=f"render {scene.name}", leave=False, file=sys.stderr) as bar:
         result = tracer.render(spp, seed, max_depth=max_depth, width=width, height=height, progress=bar.update)

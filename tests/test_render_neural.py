@@ -92,7 +92,9 @@ def test_per_object_and_reference_modes(device, setup):
 def test_neural_mode_uses_prebaked_assets(device, setup, baked_dir):
     """--mode neural: the neural object keeps its asset; the reference-only object finds the
     pre-baked NEURAL_ASSET_DIR/<material name>.neumat. Here both are the grey asset, so the scene's
-    neural set is the same as in per-object mode (one pipeline variant to compile)."""
+    neural set is the same as in per-object mode. With no reference material to show, the path
+    tracer leaves the layered reference code out (REFERENCE_MATERIALS 0) and renders the same image
+    as the full one showing every object's neural kind."""
     path = scene(setup["root"], SCENE_BODY.replace('"red.toml"', '"grey.toml"'), name="grey_scene")
     s = load_scene(path)
     a = resolve_materials(s, "neural")
@@ -106,6 +108,9 @@ def test_neural_mode_uses_prebaked_assets(device, setup, baked_dir):
     # A placeholder reference material at 0 (a material set needs one), the neural one after it.
     assert tracer.material_names == ["placeholder", "grey"]
     assert set(np.unique(r1.aovs["material_id"]).astype(int).tolist()) == {-1, 1}
+    full = prepare_render(device, s, "per-object", switchable=True)[0]
+    assert dict(tracer.variant[1])["REFERENCE_MATERIALS"] == "0" and "REFERENCE_MATERIALS" not in dict(full.variant[1])
+    np.testing.assert_array_equal(full.render(SPP, 3, kinds=full.kinds_for("neural")).image, r1.image)
     ref = prepare_render(device, s, "reference")[0].render(SPP, 3)
     left = _interior(ref.aovs["material_id"], 0) & (np.arange(24) < 12)[None, :]
     assert left.sum() > 10

@@ -12,7 +12,8 @@ if [ -n "${DISPLAY:-}" ]; then
   exec .venv/bin/neumat view stage --screenshot-dir out
 fi
 echo "No display: rendering the stage headless (neumat view needs one; try xvfb-run -a neumat view)."
-# The buffer MLP path: one shader for any assets, compiled in about half the time and memory of the
-# inlined weights, so the first image comes sooner (docs/performance.md, "The buffer MLP path").
-.venv/bin/neumat render stage --mode neural --mlp buffer --spp 16 -o out/stage.png
+# The buffer MLP path (one shader for any assets) in an all-neural scene, which leaves the layered
+# reference code out: the first image in about 1.5 minutes on 2 cores with cold caches instead of 4
+# (docs/performance.md, "Time to the first image"). Denoised: 16 spp is grainy.
+.venv/bin/neumat render stage --mode neural --mlp buffer --spp 16 --denoise -o out/stage.png
 echo "Open out/stage.png to see the result."

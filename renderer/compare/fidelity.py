@@ -23,16 +23,15 @@ Converged references are cached (renderer/compare/reference_cache.py): a second 
 material renders only the neural side."""
 
 import math
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.core.heartbeat import heartbeat
 from neumat.renderer.compare.views import SHAPES, VIEWS, View, shape_scene, view_camera
 from neumat.renderer.core.paths import ASSET_DIR
 from neumat.renderer.compare.reference_cache import ReferenceCache, reference_key
@@ -41,7 +40,6 @@ NOISE_TARGET = 0.01       # FLIP between a side's two halves at which it counts 
 FIRST_SPP = 16            # per half, before the first check
 STEP_SECONDS = 15.0       # longest render between two checks, so progress lines keep coming
 MIN_STEP_FRACTION = 8     # under the time cap, a step adds at least 1/8 of the samples so far
-HEARTBEAT_SECONDS = 20.0  # a line this often while the path tracer compiles
 DEFAULT_SIZE = 128        # pixels, square
 MIN_SIZE, MAX_SIZE = 8, 2048
 MAX_DEPTH = 8
@@ -282,24 +280,6 @@ def record_in_report(report_json: Path, summary: dict) -> Path:
     return report_json
 
 
-@contextmanager
-def _heartbeat(log: Callable[[str], None], what: str) -> Iterator[None]:
-    """Logs `what` every HEARTBEAT_SECONDS while the block runs (a compile is one long call)."""
-    stop, start = threading.Event(), time.perf_counter()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
-            log(f"{what} ({time.perf_counter() - start:.0f} s)")
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _mean_psnr(values: list[float]) -> float:
     return math.inf if any(math.isinf(v) for v in values) else float(np.mean(values))
 
@@ -342,7 +322,7 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
                                                                   "shader change)"))
             scene = shape_scene(SHAPES[view.shape], inputs.source, inputs.asset_path, size)
             tracers[view.shape], _ = prepare_render(device, scene, "reference", switchable=True)
-            with _heartbeat(log, "still compiling"):
+            with heartbeat("  still compiling"):
                 tracers[view.shape].compile()
         tracer = tracers[view.shape]
         tracer.scene.camera = view_camera(view, size)

@@ -14,6 +14,7 @@ from neumat.renderer.compare.comparison import (check_same_size, checked_image, 
                                                 side_by_side)
 from neumat.renderer.compare.report import ComparisonReport
 from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.core.heartbeat import heartbeat
 from neumat.renderer.materials.query import MATERIAL_KINDS
 
 MATERIAL_TIMING_SPP = 2  # spp of each per-material timing render
@@ -82,7 +83,8 @@ def switchable_tracer(device, scene, log: Callable[[str], None] = lambda line: N
     check_comparable(scene)
     tracer, _ = prepare_render(device, scene, "reference", switchable=True, mlp=mlp)
     log(f"compiling the path tracer with {len(tracer.material_names)} materials on {device.info.adapter_name}")
-    tracer.compile()
+    with heartbeat("  still compiling"):
+        tracer.compile()
     return tracer
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 
 import neumat.renderer.scene.scene_file as scene_module
 from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.core.heartbeat import heartbeat
 from neumat.renderer.images.io import to_display, write_image, write_png
 from neumat.renderer.images.metrics import ldr_flip_error
 from neumat.renderer.pathtracer.tracer import Accumulator, PathTracer, RenderResult, prepare_render
@@ -118,8 +120,9 @@ class ViewerSession:
         scene = load_scene(self.scene_path)
         tracer, _ = prepare_render(self.device, scene, "per-object", log=self.log, switchable=True)
         if self.log:
-            self.log("compiling the path tracer (the first time on lavapipe: tens of seconds)")
-        tracer.compile()
+            self.log("compiling the path tracer (the first time on lavapipe: minutes; later runs read the shader cache)")
+        with heartbeat("  still compiling") if self.log else nullcontext():
+            tracer.compile()
         old = {} if first else {o.name: k for i, (o, k) in enumerate(zip(self.scene.objects, self.tracer.object_kinds))
                                 if len(self.tracer.kinds_available(i)) > 1}
         for i, obj in enumerate(scene.objects):
