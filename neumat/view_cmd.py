@@ -75,7 +75,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         device = create_device(args.device)
         log(f"loading {scene_path} on {device.info.adapter_name}: material graphs, neural assets and the path "
             "tracer's compilation (on lavapipe the first run with a new set of assets compiles for a minute or more)")
-        session = ViewerSession(device, scene_path, settings, log=log if args.verbose else None)
+        session = ViewerSession(device, scene_path, settings, log=log if args.verbose else None, mlp=args.mlp)
         missing: dict[str, list] = {}
         for row in session.objects():
             if row.reason:
@@ -101,6 +101,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def add_view_parser(sub, add_device_flag, add_display_flags) -> None:
     """Registers `neumat view` on the subparsers `sub` of the neumat command."""
+    from neumat.renderer.neural.codegen import MLP_PATHS
     from neumat.renderer.viewer.modes import VIEW_MODES, ViewSettings
 
     defaults = ViewSettings()
@@ -131,6 +132,10 @@ def add_view_parser(sub, add_device_flag, add_display_flags) -> None:
     p.add_argument("--frames", type=int, default=None, metavar="N", help="quit after N frames (scripted runs)")
     p.add_argument("--screenshot", default=None, metavar="PATH.png",
                    help="render until the spp cap (or --frames), write the window (render and panel) as PNG, quit")
+    p.add_argument("--mlp", choices=MLP_PATHS, default="auto",
+                   help="neural decoders' code path (as for neumat render): buffer compiles once for any assets "
+                        "and reloads without compiling, loop and coopvec render faster once compiled; auto: "
+                        "coopvec where available, else loop")
     p.add_argument("-v", "--verbose", action="store_true", help="report loading steps")
     add_display_flags(p)
     add_device_flag(p)

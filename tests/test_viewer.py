@@ -309,3 +309,25 @@ def test_no_display_exits_2_and_suggests_render(scene_file, monkeypatch, capsys)
     assert main(["view", str(scene_file)]) == 2
     err = capsys.readouterr().err
     assert "needs a display" in err and "$DISPLAY is not set" in err and "neumat render" in err
+
+
+def test_buffer_path_takes_a_new_asset_without_compiling(device, scene_file, tmp_path, monkeypatch):
+    """`neumat view --mlp buffer`: the path tracer reads every network's weights from a buffer, so a
+    bake that finishes while the viewer runs makes its object switchable without a new compile."""
+    from neumat.renderer.core.device_state import device_state
+    from neumat.renderer.pathtracer import tracer as tracer_module
+    from neumat.renderer.viewer.session import ViewerSession, ViewSettings
+
+    path = _scene_copy(scene_file, tmp_path)
+    monkeypatch.setattr(scene_module, "NEURAL_ASSET_DIR", tmp_path / "prebaked")
+    session = ViewerSession(device, path, ViewSettings(render_scale=1.0, spp_cap=1), mlp="buffer")
+    assert session.tracer.neural_set.mlp == "buffer" and session.objects()[0].kinds == (REFERENCE,)
+    variant, compiled = session.tracer.variant, set(device_state(device, tracer_module.__name__))
+    tiny_asset(tmp_path / "prebaked" / "red.neumat", tmp_path / "red.toml", 2)
+    assert session.reload() and session.error is None
+    assert set(session.objects()[0].kinds) == {NEURAL, REFERENCE}
+    assert session.tracer.variant == variant and set(device_state(device, tracer_module.__name__)) == compiled
+    for _ in range(20):
+        if not session.step():
+            break
+    assert np.any(session.main_result().aovs["material_id"] == session.tracer.neural_id_base + 1)

@@ -9,7 +9,9 @@ tools/install.sh
 mkdir -p out
 .venv/bin/neumat sysinfo
 if [ -n "${DISPLAY:-}" ]; then
-  exec .venv/bin/neumat view stage --screenshot-dir out
+  # The buffer MLP path here too: a first viewer launch on lavapipe compiles in minutes instead of
+  # many (it renders the neural materials about 1.7x slower than `--mlp loop`).
+  exec .venv/bin/neumat view stage --mlp buffer --screenshot-dir out
 fi
 echo "No display: rendering the stage headless (neumat view needs one; try xvfb-run -a neumat view)."
 # The buffer MLP path (one shader for any assets) in an all-neural scene, which leaves the layered

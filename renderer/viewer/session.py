@@ -80,8 +80,9 @@ class ViewerSession:
     """A scene on the device for interactive viewing; see the module doc."""
 
     def __init__(self, device, scene: str | Path, settings: ViewSettings | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, mlp: str = "auto"):
         self.device = device
+        self.mlp = mlp  # the neural decoders' code path (renderer/neural/material.py MLP_PATHS)
         self.scene_path = find_scene(scene).resolve()
         self.settings = settings or ViewSettings()
         self.log = log
@@ -118,7 +119,7 @@ class ViewerSession:
         chose for objects that could be switched before (by object name)."""
         signatures_before = {p: _signature(p) for p in self._signatures}
         scene = load_scene(self.scene_path)
-        tracer, _ = prepare_render(self.device, scene, "per-object", log=self.log, switchable=True)
+        tracer, _ = prepare_render(self.device, scene, "per-object", log=self.log, switchable=True, mlp=self.mlp)
         if self.log:
             self.log("compiling the path tracer (the first time on lavapipe: minutes; later runs read the shader cache)")
         with heartbeat("  still compiling") if self.log else nullcontext():
