@@ -102,8 +102,9 @@ class Watchdog:
     def observe(self, trainer, record: dict, dead_inputs) -> bool:
         """After a step (trainer.step already counts it; `record` has its loss, correlation and means).
         Returns True when it restored a snapshot: the caller must restart its batches at trainer.step."""
-        if not math.isfinite(record["loss"]):
-            return self._recover(trainer, f"training diverged at step {trainer.step} (loss {record['loss']})")
+        loss = record["loss"] + record.get("lobe_energy_loss", 0.0)
+        if not math.isfinite(loss):
+            return self._recover(trainer, f"training diverged at step {trainer.step} (loss {loss})")
         self._scores.append(record["correlation"])
         self._means.append((record["mean_prediction"], record["mean_target"]))
         if trainer.step % self.every:
