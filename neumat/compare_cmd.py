@@ -86,7 +86,7 @@ def compare_scene(args: argparse.Namespace) -> int:
     report = run_comparison(
         device, scene, spp, max_depth, seed, width, height, equal_time=args.equal_time,
         material_timing_spp=args.material_timing_spp, max_flip=args.max_flip,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        log=lambda line: print(line, file=sys.stderr, flush=True), mlp=args.mlp,
         progress=lambda kind, total: tqdm(total=total, unit="spp", desc=f"{kind:>9}", leave=False, file=sys.stderr))
     _warn(report.warnings)
     return _finish(out_dir, report, report.names)
@@ -119,7 +119,8 @@ def compare_material(args: argparse.Namespace) -> int:
     out_dir = prepare_output_dir(args.output or f"compare_{inputs.material.name}")
     device = create_device(args.device)
     fidelity = measure(inputs, device, reference, neural, ReferenceCache(args.reference_cache),
-                       refresh=args.fresh_reference, log=lambda line: print(line, file=sys.stderr, flush=True))
+                       refresh=args.fresh_reference, log=lambda line: print(line, file=sys.stderr, flush=True),
+                       mlp=args.mlp)
     written = write_fidelity_report(out_dir, fidelity)
     summary = fidelity.summary()
     if args.record:
@@ -157,6 +158,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def add_compare_parser(sub, add_device_flag) -> None:
     """Registers `neumat compare` on the subparsers `sub` of the neumat command."""
     from neumat.renderer.compare.stage import MATERIAL_TIMING_SPP
+    from neumat.renderer.neural.codegen import MLP_PATHS
     p = sub.add_parser("compare", help="compare neural against reference renders (FLIP, PSNR, timings, HTML report)",
                        description="Render a scene with reference and with neural materials and compare them "
                                    "(whole image and per material), or compare any two images of the same size. "
@@ -166,6 +168,9 @@ def add_compare_parser(sub, add_device_flag) -> None:
     p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="output folder (default: compare_<scene> or compare_<a>_<b>)")
     p.add_argument("--spp", type=int, default=None, help="samples per pixel of both renders (default: the scene's)")
+    p.add_argument("--mlp", choices=MLP_PATHS, default="auto",
+                   help="neural decoders' code path (as for neumat render): buffer compiles once for any assets, "
+                        "so comparing a new asset compiles nothing; auto: coopvec where available, else loop")
     p.add_argument("--equal-time", action="store_true",
                    help="also render the neural version for the reference's render time and compare that")
     p.add_argument("--max-flip", type=float, default=None, metavar="X",

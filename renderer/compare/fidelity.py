@@ -228,6 +228,7 @@ class Fidelity:
     device: str
     seconds: dict                # wall, setup (loading and compiling), reference, neural
     cache_folder: Path
+    mlp: str = "auto"            # the neural side's MLP path as resolved (loop, coopvec or buffer)
 
     def summary(self) -> dict:
         """The metrics.json payload (less the file's format header)."""
@@ -238,7 +239,7 @@ class Fidelity:
         return {
             "material": name, "asset": str(self.inputs.asset_path), "source": str(self.inputs.source),
             "source_hash": self.inputs.material.source_hash, "evaluator": self.inputs.asset.evaluator,
-            "device": self.device, "size": [self.inputs.size, self.inputs.size], "max_depth": MAX_DEPTH,
+            "mlp": self.mlp, "device": self.device, "size": [self.inputs.size, self.inputs.size], "max_depth": MAX_DEPTH,
             "mean_flip": float(np.mean([v["flip"] for v in views])),
             "mean_psnr_db": _mean_psnr([v["psnr_db"] for v in views]),
             "reference_noise_flip": max(ref_noise), "reference_noise_flip_mean": float(np.mean(ref_noise)),
@@ -293,10 +294,11 @@ def _group_metrics(ref: Halves, neural: Halves, name: str) -> tuple[object, dict
 
 
 def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: Sampling | None = None,
-            cache: ReferenceCache | None = None, refresh: bool = False, log: Callable[[str], None] = print
-            ) -> Fidelity:
+            cache: ReferenceCache | None = None, refresh: bool = False, log: Callable[[str], None] = print,
+            mlp: str = "auto") -> Fidelity:
     """Renders every view's neural side, and its reference unless the cache has it (or `refresh`),
-    and compares them; default samplings and cache from `samplings()` and ReferenceCache()."""
+    and compares them; default samplings and cache from `samplings()` and ReferenceCache(). `mlp`:
+    the neural side's MLP path (its images agree to 1e-3; 'buffer' compiles nothing for a new asset)."""
     from neumat.renderer.pathtracer.tracer import prepare_render
 
     wall = time.perf_counter()
@@ -321,7 +323,7 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
                                                                   "the shader cache, minutes on lavapipe after a "
                                                                   "shader change)"))
             scene = shape_scene(SHAPES[view.shape], inputs.source, inputs.asset_path, size)
-            tracers[view.shape], _ = prepare_render(device, scene, "reference", switchable=True)
+            tracers[view.shape], _ = prepare_render(device, scene, "reference", switchable=True, mlp=mlp)
             with heartbeat("  still compiling"):
                 tracers[view.shape].compile()
         tracer = tracers[view.shape]
@@ -351,4 +353,6 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
             f"(reference {ref.spp} spp, halves FLIP {ref.noise_flip:.4f}; neural {out.spp} spp, "
             f"halves FLIP {out.noise_flip:.4f})")
     seconds = {"wall": time.perf_counter() - wall, "setup": setup, "reference": ref_seconds, "neural": neural_seconds}
-    return Fidelity(inputs, results, reference, neural, device.info.adapter_name, seconds, cache.folder)
+    mlps = {t.neural_set.mlp for t in tracers.values() if t.neural_set is not None}
+    return Fidelity(inputs, results, reference, neural, device.info.adapter_name, seconds, cache.folder,
+                    mlps.pop() if len(mlps) == 1 else mlp)

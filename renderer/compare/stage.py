@@ -95,11 +95,11 @@ def _timing(result) -> dict:
 def compare_scene(device, scene, spp: int, max_depth: int, seed: int, width: int, height: int,
                   equal_time: bool = False, material_timing_spp: int = MATERIAL_TIMING_SPP,
                   max_flip: float | None = None, log: Callable[[str], None] = lambda line: None,
-                  progress: Callable[[str, int], object] | None = None) -> ComparisonReport:
+                  progress: Callable[[str, int], object] | None = None, mlp: str = "auto") -> ComparisonReport:
     """Reference against neural renders of `scene` (see the module doc). `progress(label, total)`
     returns a context manager with an `update(n)` method (a tqdm bar), or None for no bars."""
     wall = time.perf_counter()
-    tracer = switchable_tracer(device, scene, log)
+    tracer = switchable_tracer(device, scene, log, mlp)
 
     def render(kind: str, samples: int):
         with (progress(kind, samples) if progress else nullcontext()) as bar:
