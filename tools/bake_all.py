@@ -1,6 +1,6 @@
 """Regenerates the pre-baked neural assets of the bundled materials (assets/materials/*.toml) into
 assets/neural/<name>.neumat/ with `neumat bake`'s default settings (the network of
-BUNDLED_NETWORKS where one is named), and writes the results table
+BUNDLED_NETWORKS where one is named, the energy calibration for BUNDLED_CALIBRATED), and writes the results table
 docs/bake-results.md (network, latents, bake time, held-out skill and error, flat-patch FLIP per
 configuration, the recorded render mean FLIP, asset size).
 
@@ -36,6 +36,11 @@ FLIP_TARGET = 0.08
 # rendered better on both (mean FLIP car_paint 0.149 -> 0.0890, patinated_brass 0.0707 -> 0.0551 with
 # the lobe's first, gated form; docs/fidelity.md, 'The six pre-baked assets').
 BUNDLED_NETWORKS = {"car_paint": "2x32+lobe", "patinated_brass": "2x32+lobe"}
+# Bundled materials baked with the energy calibration (`--calibrate`, off by default): it rendered
+# patinated_brass better (0.0617 -> 0.0569 at 512 spp against the same references) and brushed_metal
+# worse (0.035 -> 0.048), so it is a per-material choice (docs/baking.md, 'Latent resolution and
+# energy calibration').
+BUNDLED_CALIBRATED = {"patinated_brass"}
 
 
 def dir_bytes(path: Path) -> int:
@@ -48,12 +53,12 @@ def bake_materials(names: list[str], args) -> int:
     from neumat.training.bake import BakeSettings
     from neumat.training.batch import DONE, BatchOptions, exit_code, run_batch, summary_table
 
-    by_network: dict[str | None, list[str]] = {}
+    groups: dict[tuple[str | None, bool], list[str]] = {}
     for name in names:
-        by_network.setdefault(args.network or BUNDLED_NETWORKS.get(name), []).append(name)
+        groups.setdefault((args.network or BUNDLED_NETWORKS.get(name), name in BUNDLED_CALIBRATED), []).append(name)
     outcomes = []
-    for network, group in by_network.items():
-        settings = BakeSettings(iterations=args.iterations, seed=args.seed)
+    for (network, calibrate), group in groups.items():
+        settings = BakeSettings(iterations=args.iterations, seed=args.seed, calibrate=calibrate)
         if network:
             settings.evaluator = network
         options = BatchOptions(settings=settings, device=args.device, progress=not args.quiet)
@@ -80,7 +85,9 @@ def load_row(asset: Path) -> dict | None:
     tr = man.get("training", {})
     m = man.get("metrics", {})
     lobe = arch.get("lobe", {}).get("enabled", False)
-    return {"name": man["name"], "network": arch["evaluator"]["size"] + ("+lobe" if lobe else ""),
+    calibrated = bool(tr.get("calibration"))
+    return {"name": man["name"], "network": arch["evaluator"]["size"] + ("+lobe" if lobe else "")
+            + (", calibrated" if calibrated else ""),
             "resolution": arch["resolution"], "iterations": tr.get("iterations_run"),
             "batch": tr.get("batch_size"), "total_s": t.get("total_s"), "training_s": t.get("training_s"),
             "heldout": m.get("heldout_rel_l1"), "heldout0": m.get("heldout_level0_rel_l1"),
