@@ -37,10 +37,10 @@ FLIP_TARGET = 0.08
 # the lobe's first, gated form; docs/fidelity.md, 'The six pre-baked assets').
 BUNDLED_NETWORKS = {"car_paint": "2x32+lobe", "patinated_brass": "2x32+lobe"}
 # Bundled materials baked with the energy calibration (`--calibrate`, off by default): it rendered
-# patinated_brass better (0.0617 -> 0.0569 at 512 spp against the same references) and brushed_metal
-# worse (0.035 -> 0.048), so it is a per-material choice (docs/baking.md, 'Latent resolution and
-# energy calibration').
-BUNDLED_CALIBRATED = {"patinated_brass"}
+# patinated_brass (0.0617 -> 0.0569 at 512 spp against the same references) and worn_plastic
+# (0.0462 -> 0.0449) better and brushed_metal worse (0.035 -> 0.048), so it is a per-material choice
+# (docs/baking.md, 'Latent resolution and energy calibration').
+BUNDLED_CALIBRATED = {"patinated_brass", "worn_plastic"}
 
 
 def dir_bytes(path: Path) -> int:
