@@ -7,9 +7,11 @@ once with exit code 2 and says to use `neumat render` (or a virtual display) ins
 
 import argparse
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from neumat.renderer.core.errors import NeumatError
+from neumat.renderer.core.heartbeat import heartbeat
 
 DEFAULT_SCENE = "stage"
 DEFAULT_WINDOW = (1280, 720)
@@ -75,7 +77,9 @@ def cmd_view(args: argparse.Namespace) -> int:
         device = create_device(args.device)
         log(f"loading {scene_path} on {device.info.adapter_name}: material graphs, neural assets and the path "
             "tracer's compilation (on lavapipe the first run with a new set of assets compiles for a minute or more)")
-        session = ViewerSession(device, scene_path, settings, log=log if args.verbose else None, mlp=args.mlp)
+        # Without -v the session logs nothing, so the first (cold) compile gets its heartbeat here.
+        with heartbeat("neumat view: still loading and compiling") if not args.verbose else nullcontext():
+            session = ViewerSession(device, scene_path, settings, log=log if args.verbose else None, mlp=args.mlp)
         missing: dict[str, list] = {}
         for row in session.objects():
             if row.reason:

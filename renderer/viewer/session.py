@@ -82,7 +82,7 @@ class ViewerSession:
     def __init__(self, device, scene: str | Path, settings: ViewSettings | None = None,
                  log: Callable[[str], None] | None = None, mlp: str = "auto"):
         self.device = device
-        self.mlp = mlp  # the neural decoders' code path (renderer/neural/material.py MLP_PATHS)
+        self.mlp = mlp  # the neural decoders' code path (renderer/neural/codegen.py MLP_PATHS)
         self.scene_path = find_scene(scene).resolve()
         self.settings = settings or ViewSettings()
         self.log = log
