@@ -70,8 +70,9 @@ def _bake_batch(args: argparse.Namespace, settings) -> int:
 
 def add_bake_parser(sub, add_device_flag) -> None:
     from neumat.renderer.neural.asset import DIRECTION_ENCODINGS
-    from neumat.training.settings import (DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EVALUATOR, DEFAULT_ITERATIONS,
-                                          DEFAULT_RESOLUTION, EVALUATOR_SIZES)
+    from neumat.training.network_choice import NARROW_ALPHA
+    from neumat.training.settings import (AUTO_NETWORK, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EVALUATOR,
+                                          DEFAULT_ITERATIONS, DEFAULT_RESOLUTION, EVALUATOR_SIZES)
 
     p = sub.add_parser("bake", help="train neural materials from material graphs (TOML) and write their assets",
                        description="Train a neural material (latent pyramid, decoders, learned frames, sampler) "
@@ -82,9 +83,11 @@ def add_bake_parser(sub, add_device_flag) -> None:
     p.add_argument("-o", "--output", default=None,
                    help="the asset directory (ending in .neumat; one material only) or a folder to write "
                         "<name>.neumat into (default: the current folder)")
-    p.add_argument("--network", default=DEFAULT_EVALUATOR, metavar="SIZE",
+    p.add_argument("--network", default=AUTO_NETWORK, metavar="SIZE",
                    help=f"evaluator size: {', '.join(EVALUATOR_SIZES)}, each optionally with '+lobe' (an analytic "
-                        f"GGX lobe added to the evaluator: docs/baking.md) (default {DEFAULT_EVALUATOR})")
+                        f"GGX lobe added to the evaluator: docs/baking.md), or {AUTO_NETWORK}: {DEFAULT_EVALUATOR}, "
+                        f"with the lobe where the material has a conductor or dielectric layer of narrow peak "
+                        f"(GGX alpha at most {NARROW_ALPHA}) (default {AUTO_NETWORK})")
     p.add_argument("--directions", default=None, choices=DIRECTION_ENCODINGS,
                    help="the evaluator's direction features: wi and wo (vectors) or the stable half and difference "
                         f"vectors (half_difference) in each learned frame (default {DEFAULT_DIRECTIONS})")

@@ -78,7 +78,7 @@ def test_cli_defaults_match_the_bake_module(capsys):
         main(["bake", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for value in (settings.DEFAULT_RESOLUTION, settings.DEFAULT_ITERATIONS, settings.DEFAULT_BATCH,
-                  settings.DEFAULT_EVALUATOR, settings.DEFAULT_DIRECTIONS):
+                  settings.AUTO_NETWORK, settings.DEFAULT_DIRECTIONS):
         assert f"(default {value})" in text or f"at most {value})" in text, value
     assert all(size in text for size in settings.EVALUATOR_SIZES)
     assert bake_mod.BakeSettings is settings.BakeSettings

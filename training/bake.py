@@ -50,8 +50,9 @@ from neumat.renderer.core.atomic_files import atomic_output, remove_stale_tempor
 from neumat.renderer.core import interrupts
 from neumat.renderer.core.errors import NeumatError
 from neumat.renderer.neural.asset import ASSET_SUFFIX, MANIFEST_NAME
-from neumat.training.settings import (DEFAULT_ITERATIONS, DEFAULT_RESOLUTION, MAX_BATCH, MIN_RESOLUTION,
-                                      NETWORK_CHOICES, BakeSettings, parse_network)
+from neumat.training.settings import (AUTO_NETWORK, DEFAULT_EVALUATOR, DEFAULT_ITERATIONS, DEFAULT_RESOLUTION,
+                                      MAX_BATCH, MIN_RESOLUTION, NETWORK_CHOICES, BakeSettings, parse_network)
+from neumat.training.network_choice import resolve_network
 from neumat.training.trainer import TrainConfig, Trainer
 
 ENCODER_SHARE = 0.5
@@ -153,9 +154,12 @@ def resolve_torch_device(name: str | None) -> str:
 
 
 def train_config(settings: BakeSettings, resolution: int) -> TrainConfig:
-    """The TrainConfig of a bake (NeumatError on bad settings)."""
+    """The TrainConfig of a bake (NeumatError on bad settings). An "auto" network, resolved per material
+    by bake() (training/network_choice.py), stands for DEFAULT_EVALUATOR here: batches check their
+    shared settings with it."""
+    evaluator = DEFAULT_EVALUATOR if settings.evaluator == AUTO_NETWORK else settings.evaluator
     try:
-        parse_network(settings.evaluator)
+        parse_network(evaluator)
     except ValueError:
         raise NeumatError(f"unknown network size '{settings.evaluator}' (choose from {', '.join(NETWORK_CHOICES)})") from None
     if settings.iterations is not None and settings.time_budget is not None:
@@ -176,7 +180,7 @@ def train_config(settings: BakeSettings, resolution: int) -> TrainConfig:
     if settings.use_encoder and total >= 2:
         enc = min(max(enc, 1), total - 1)
     try:
-        return TrainConfig(evaluator=settings.evaluator, resolution=resolution, use_encoder=settings.use_encoder,
+        return TrainConfig(evaluator=evaluator, resolution=resolution, use_encoder=settings.use_encoder,
                            use_frames=settings.use_frames, encoder_iterations=enc, finetune_iterations=total - enc,
                            batch_size=settings.batch_size, seed=settings.seed, **settings.train_overrides)
     except (ValueError, TypeError) as e:
@@ -319,6 +323,8 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
     t_start = time.perf_counter()
     material = load_material(material_path)  # NeumatError names the file and key
     resolution = _resolution(settings, material)
+    params = evaluate_parameters(material, resolution)  # range-checks node outputs: NeumatError
+    settings, choice = resolve_network(settings, material, params)
     config = train_config(settings, resolution)
     asset = asset_location(output, material.name)
     _check_writable(asset)
@@ -332,7 +338,8 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
         _check_resumable(ckpt, state, material, config, settings)
     elif ckpt.exists():
         log(f"note: {ckpt} holds an interrupted bake; starting afresh (pass --resume to continue it instead)")
-    params = evaluate_parameters(material, resolution)  # range-checks node outputs: NeumatError
+    if choice is not None:
+        log(f"network: {choice.reason}")
     pyramid = build_pyramid(material, params)
     vk = create_device(device)
     reference = ReferenceMaterial(vk, material.layout, pyramid, name=material.name)
@@ -468,7 +475,8 @@ def bake(material_path: str | Path, output: str | Path | None = None, settings: 
                 "time_budget_min": settings.time_budget, "vulkan_device": vk.info.adapter_name,
                 "torch_device": train_device, "torch_threads": torch.get_num_threads(),
                 "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
-                "watchdog": trainer.watchdog.summary(), "calibration": calibration}
+                "watchdog": trainer.watchdog.summary(), "calibration": calibration,
+                "network_choice": choice.reason if choice is not None else "given"}
     timings = {"setup_s": t_setup, "training_s": training_s,
                "seconds_per_step": training_s / max(1, trainer.step)}
     report = None

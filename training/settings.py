@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from neumat.renderer.neural.asset import DIRECTION_ENCODINGS, LOBE_SUFFIX
 
 EVALUATOR_SIZES: dict[str, list[int]] = {"2x16": [16, 16], "2x32": [32, 32], "3x64": [64, 64, 64]}
-DEFAULT_EVALUATOR = "2x32"
-# "2x32+lobe": the evaluator plus the analytic GGX lobe (training/lobe.py)
-NETWORK_CHOICES = tuple(EVALUATOR_SIZES) + tuple(s + LOBE_SUFFIX for s in EVALUATOR_SIZES)
+DEFAULT_EVALUATOR = "2x32"  # the evaluator size of the default network
+# "2x32+lobe": the evaluator plus the analytic GGX lobe (training/lobe.py); "auto" (the default):
+# DEFAULT_EVALUATOR, with the lobe where the material has a narrow peak (training/network_choice.py)
+AUTO_NETWORK = "auto"
+NETWORK_CHOICES = (AUTO_NETWORK,) + tuple(EVALUATOR_SIZES) + tuple(s + LOBE_SUFFIX for s in EVALUATOR_SIZES)
 DEFAULT_DIRECTIONS = DIRECTION_ENCODINGS[0]  # wi and wo; "half_difference": training/frames.py
 
 # Latent level 0, capped at the material's own resolution. 512 (the bundled materials' own) against
@@ -38,7 +40,7 @@ def parse_network(spec: str) -> tuple[str, bool]:
 class BakeSettings:
     """What `neumat bake` lets a user choose (and the ablation varies)."""
 
-    evaluator: str = DEFAULT_EVALUATOR
+    evaluator: str = AUTO_NETWORK  # a network spec, or "auto": chosen per material
     resolution: int | None = None  # default: min(material resolution, DEFAULT_RESOLUTION)
     iterations: int | None = None  # default: DEFAULT_ITERATIONS unless time_budget is given
     time_budget: float | None = None  # minutes of training
