@@ -126,11 +126,11 @@ def compare_material(args: argparse.Namespace) -> int:
     if args.record:
         print(f"recorded render_mean_flip {summary['mean_flip']:.4f} in {record_in_report(report_json, summary)}",
               file=sys.stderr)
-    print("  ".join(FIDELITY_HEADER[:4] + ["ref. noise", "neural noise"]))
+    print("  ".join(FIDELITY_HEADER[:5] + ["ref. noise", "neural noise"]))
     for row in fidelity_rows(summary):
-        name, flip, flip_material, psnr, *_ = row
-        print(f"{name:<13} {flip:.4f}  {'-' if flip_material is None else f'{flip_material:.4f}':>6}  "
-              f"{psnr:6.2f}  {row[6]:.4f}  {row[9]:.4f}")
+        name, flip, floor, flip_material, psnr, *_ = row
+        print(f"{name:<13} {flip:.4f}  {'-' if floor is None else f'{floor:.4f}':>6}  "
+              f"{'-' if flip_material is None else f'{flip_material:.4f}':>6}  {psnr:6.2f}  {row[7]:.4f}  {row[10]:.4f}")
     print(f"wrote {len(written)} files to {out_dir}; open {out_dir / 'report.html'}")
     if args.max_flip is not None and summary["mean_flip"] > args.max_flip:
         print(f"mean FLIP {summary['mean_flip']:.4f} exceeds --max-flip {args.max_flip:g}", file=sys.stderr)

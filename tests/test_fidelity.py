@@ -107,11 +107,45 @@ def test_cache_entries_round_trip_and_unreadable_ones_are_misses(tmp_path):
     record = {"spp": 64, "seconds": 1.5, "noise_flip": 0.02, "stopped": "target"}
     assert cache.load("k") is None
     path = cache.store("k", image, record)
-    got, rec = cache.load("k")
+    got, rec, halves = cache.load("k")
     np.testing.assert_array_equal(got, image)
+    assert halves is None  # an entry written without its halves (as before they were kept)
     assert rec == record and [p.name for p in path.parent.iterdir()] == ["k.npz"]  # no temporary file left
+    cache.store("k", image, record, (image * 0.5, image * 1.5))
+    _, _, (a, b) = cache.load("k")
+    np.testing.assert_array_equal(a, image * 0.5)
+    np.testing.assert_array_equal(b, image * 1.5)
     path.write_bytes(b"truncated")
     assert cache.load("k") is None
+
+
+def _noisy_side(base: np.ndarray, scale: float, seed: int):
+    """A side whose two halves are `scale` x base with 30 % independent Gaussian noise per pixel."""
+    from neumat.renderer.compare.fidelity import Halves
+
+    rng = np.random.default_rng(seed)
+    a, b = ((base * scale * (1 + 0.3 * rng.standard_normal(base.shape))).astype(np.float32) for _ in range(2))
+    return Halves(0.5 * (a + b), 2, 0.0, 0.0, "fixed spp", halves=(a, b))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_noise_floor_reads_what_noise_alone_gives(seed):
+    """A perfect neural side measures its noise floor (the two are equal in distribution: within 10 %,
+    they differed by 2 % over these seeds); one 30 % too bright measures far above it (1.5x), so a FLIP
+    near the floor is noise and a FLIP well above it is the material's error."""
+    from neumat.renderer.compare.fidelity import noise_floor
+    from neumat.renderer.images.metrics import flip_error
+
+    y, x = np.mgrid[0:64, 0:64] / 64.0
+    base = np.stack([0.2 + 0.3 * x, 0.3 + 0.2 * y, 0.4 + 0.1 * x * y], -1).astype(np.float32)
+    ref = _noisy_side(base, 1.0, seed)
+    for scale, low, high in ((1.0, 0.9, 1.1), (1.3, 1.3, np.inf)):
+        neural = _noisy_side(base, scale, seed + 10)
+        measured = flip_error(ref.image, neural.image, magma=False)[1]
+        floor = noise_floor(ref, neural)
+        assert low < measured / floor < high, (scale, measured, floor)
+    ref.halves = None  # a reference cached before the halves were kept
+    assert noise_floor(ref, neural) is None
 
 
 def test_record_adds_the_fidelity_to_the_bake_report(tmp_path):
@@ -152,6 +186,8 @@ def test_measures_the_views_then_reuses_the_cached_reference(tiny, tmp_path, cap
         assert v["neural"]["stopped"] == "fixed spp" and 0 < v["coverage"] <= 1
         # The reference against itself (two seeds) is far closer than the untrained network is.
         assert v["reference"]["noise_flip"] < v["flip_material_pixels"] / 2, v
+        assert 0 < v["noise_floor_flip"] < v["flip"] / 2, v
+    assert data["noise_floor_flip_mean"] == pytest.approx(np.mean([v["noise_floor_flip"] for v in data["views"]]))
     assert data["mean_flip"] == pytest.approx(np.mean([v["flip"] for v in data["views"]]))
     assert data["reference_noise_flip"] == max(v["reference"]["noise_flip"] for v in data["views"])
     assert data["neural_sampling"] == {"rule": "fixed spp", "spp": 16}
@@ -166,6 +202,7 @@ def test_measures_the_views_then_reuses_the_cached_reference(tiny, tmp_path, cap
     assert data["mlp"] in ("loop", "coopvec") and warm["mlp"] == "buffer"
     for cold_view, warm_view in zip(data["views"], warm["views"]):
         assert warm_view["flip"] == pytest.approx(cold_view["flip"], abs=0.01)
+        assert warm_view["noise_floor_flip"] is not None  # the cached reference kept its halves
     assert all(v["reference"]["cached"] for v in warm["views"]) and warm["seconds"]["reference"] == 0
     assert "reference: " not in warm_log.replace("reference from the cache", "") and "neural: " in warm_log
     for name in ("ball", "tile_closeup"):

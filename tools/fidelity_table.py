@@ -3,7 +3,8 @@
     python tools/fidelity_table.py out/fidelity/*/metrics.json
 
 Prints one table of FLIP per view and the mean, and one of each side's noise (the FLIP between
-its two halves) and samples per pixel, one row per material."""
+its two halves), samples per pixel and the FLIP that noise alone gives (mean over the views), one
+row per material."""
 
 import argparse
 import json
@@ -14,6 +15,10 @@ def _row(cells) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _floor(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"  # "-": measured against a reference cached without halves
+
+
 def tables(results: list[dict]) -> str:
     views = [v["name"] for v in results[0]["views"]]
     lines = [_row(["material", *views, "**mean FLIP**"]), _row(["---"] * (len(views) + 2))]
@@ -21,14 +26,15 @@ def tables(results: list[dict]) -> str:
         flips = {v["name"]: f"{v['flip']:.4f}" for v in r["views"]}
         lines.append(_row([r["material"], *(flips.get(n, "-") for n in views), f"**{r['mean_flip']:.4f}**"]))
     lines += ["", _row(["material", "reference halves FLIP (mean / max)", "reference spp (min-max)",
-                        "neural halves FLIP (mean / max)", "neural spp (min-max)"]), _row(["---"] * 5)]
+                        "neural halves FLIP (mean / max)", "neural spp (min-max)", "noise alone (mean FLIP)"]),
+              _row(["---"] * 6)]
     for r in results:
         ref = [v["reference"]["spp"] for v in r["views"]]
         neural = [v["neural"]["spp"] for v in r["views"]]
         lines.append(_row([r["material"], f"{r['reference_noise_flip_mean']:.4f} / {r['reference_noise_flip']:.4f}",
                            f"{min(ref)}-{max(ref)}",
                            f"{r['neural_noise_flip_mean']:.4f} / {r['neural_noise_flip']:.4f}",
-                           f"{min(neural)}-{max(neural)}"]))
+                           f"{min(neural)}-{max(neural)}", _floor(r.get("noise_floor_flip_mean"))]))
     return "\n".join(lines)
 
 

@@ -16,8 +16,11 @@ time budgets stop them, and the output says so per view.
 
 Why the neural side is converged too: the FLIP between a noisy neural render and a converged
 reference counts the neural render's noise as error. The report gives both sides' halves FLIP next
-to the measured FLIP, so a reader sees how much of it noise can explain (the mean of two halves
-has roughly half their FLIP as its own noise).
+to the measured FLIP, and per view a noise floor: the FLIP between (reference half A + neural half
+A) / 2 and (reference half B + neural half B) / 2. Those two images have the same expected value and
+their difference has exactly the noise variance of (reference - neural) as measured, so their FLIP is
+what the measurement would read if the neural material were perfect: a measured FLIP near its floor
+cannot resolve the material's error, only the noise.
 
 Converged references are cached (renderer/compare/reference_cache.py): a second comparison of the same
 material renders only the neural side."""
@@ -84,6 +87,7 @@ class Halves:
     stopped: str                 # 'target', 'spp cap', 'time cap', 'fixed spp'
     cached: bool = False
     aovs: dict | None = None     # of the first half (the neural side's: material mask and lod)
+    halves: tuple[np.ndarray, np.ndarray] | None = None  # the two half images (None: cached without them)
 
     def record(self) -> dict:
         return {"spp": self.spp, "seconds": self.seconds, "noise_flip": self.noise_flip, "stopped": self.stopped,
@@ -123,7 +127,8 @@ def render_halves(tracer, kind: str, size: int, sampling: Sampling, log: Callabl
         if n >= cap:
             stopped = "fixed spp" if sampling.fixed_spp else "spp cap"
             break
-    return Halves(0.5 * (a.image + b.image), 2 * n, time.perf_counter() - start, noise, stopped, aovs=a.aovs)
+    return Halves(0.5 * (a.image + b.image), 2 * n, time.perf_counter() - start, noise, stopped, aovs=a.aovs,
+                  halves=(a.image, b.image))
 
 
 @dataclass
@@ -209,12 +214,13 @@ class ViewResult:
     metrics: dict                # renderer.compare.comparison.metrics(): image and per group (material, background)
     lod: list[float] | None      # the neural render's latent level at 5 / 50 / 95 % of the material's pixels
     coverage: float              # share of pixels showing the material
+    noise_floor: float | None    # FLIP that noise alone would give (module doc); None without the reference's halves
 
     def record(self, material: str) -> dict:
         m, groups = self.metrics["image"], self.metrics["materials"]
         return {"name": self.view.name, "shows": self.view.shows, "flip": m["flip"], "psnr_db": m["psnr_db"],
                 "relative_mse": m["relative_mse"], "flip_material_pixels": groups.get(material, {}).get("flip"),
-                "coverage": self.coverage, "latent_lod_p5_p50_p95": self.lod,
+                "coverage": self.coverage, "latent_lod_p5_p50_p95": self.lod, "noise_floor_flip": self.noise_floor,
                 "reference": self.reference.record(), "neural": self.neural.record()}
 
 
@@ -236,6 +242,7 @@ class Fidelity:
         views = [v.record(name) for v in self.views]
         ref_noise = [v.reference.noise_flip for v in self.views]
         neural_noise = [v.neural.noise_flip for v in self.views]
+        floors = [v.noise_floor for v in self.views]
         return {
             "material": name, "asset": str(self.inputs.asset_path), "source": str(self.inputs.source),
             "source_hash": self.inputs.material.source_hash, "evaluator": self.inputs.asset.evaluator,
@@ -244,6 +251,7 @@ class Fidelity:
             "mean_psnr_db": _mean_psnr([v["psnr_db"] for v in views]),
             "reference_noise_flip": max(ref_noise), "reference_noise_flip_mean": float(np.mean(ref_noise)),
             "neural_noise_flip": max(neural_noise), "neural_noise_flip_mean": float(np.mean(neural_noise)),
+            "noise_floor_flip_mean": None if None in floors else float(np.mean(floors)),
             "reference_sampling": self.reference_sampling.describe(),
             "neural_sampling": self.neural_sampling.describe(),
             "reference_cache": str(self.cache_folder), "seconds": self.seconds, "views": views,
@@ -272,6 +280,7 @@ def record_in_report(report_json: Path, summary: dict) -> Path:
         "views": {v["name"]: v["flip"] for v in summary["views"]},
         "reference_noise_flip_mean": summary["reference_noise_flip_mean"],
         "neural_noise_flip_mean": summary["neural_noise_flip_mean"],
+        "noise_floor_flip_mean": summary.get("noise_floor_flip_mean"),
         "device": summary["device"], "size": summary["size"],
         "reference_sampling": summary["reference_sampling"], "neural_sampling": summary["neural_sampling"],
         "measured": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()) + " UTC",
@@ -283,6 +292,16 @@ def record_in_report(report_json: Path, summary: dict) -> Path:
 
 def _mean_psnr(values: list[float]) -> float:
     return math.inf if any(math.isinf(v) for v in values) else float(np.mean(values))
+
+
+def noise_floor(ref: Halves, neural: Halves) -> float | None:
+    """The FLIP that noise alone would give (module doc), or None when a side has no halves."""
+    from neumat.renderer.images.metrics import flip_error
+
+    if ref.halves is None or neural.halves is None:
+        return None
+    (ra, rb), (na, nb) = ref.halves, neural.halves
+    return float(flip_error(0.5 * (ra + na), 0.5 * (rb + nb), magma=False)[1])
 
 
 def _group_metrics(ref: Halves, neural: Halves, name: str) -> tuple[object, dict, np.ndarray]:
@@ -331,8 +350,9 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
         setup += time.perf_counter() - t0
         label = f"[{i + 1}/{len(inputs.views)}] {view.name}"
         if view.name in cached:
-            image, rec = cached[view.name]
-            ref = Halves(image, rec["spp"], rec["seconds"], rec["noise_flip"], rec["stopped"], cached=True)
+            image, rec, halves = cached[view.name]
+            ref = Halves(image, rec["spp"], rec["seconds"], rec["noise_flip"], rec["stopped"], cached=True,
+                         halves=halves)
             log(f"{label}: reference from the cache ({ref.spp} spp, halves FLIP {ref.noise_flip:.4f})")
         else:
             spent = time.perf_counter() - wall - neural_seconds if reference.from_start else ref_seconds
@@ -340,7 +360,7 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
                                 f"{label} reference")
             to_render.remove(view)
             ref_seconds += ref.seconds
-            cache.store(keys[view.name], ref.image, ref.record())
+            cache.store(keys[view.name], ref.image, ref.record(), ref.halves)
         out = render_halves(tracer, "neural", size, neural.for_view(neural_seconds, len(inputs.views) - i), log,
                             f"{label} neural")
         neural_seconds += out.seconds
@@ -348,8 +368,11 @@ def measure(inputs: Inputs, device, reference: Sampling | None = None, neural: S
         lod = out.aovs["lod"][mask]
         results.append(ViewResult(view, ref, out, maps, m,
                                   [float(x) for x in np.percentile(lod, [5, 50, 95])] if lod.size else None,
-                                  float(mask.mean())))
-        log(f"{label}: FLIP {m['image']['flip']:.4f}, PSNR {m['image']['psnr_db']:.2f} dB "
+                                  float(mask.mean()), noise_floor(ref, out)))
+        floor = results[-1].noise_floor
+        log(f"{label}: FLIP {m['image']['flip']:.4f} (noise alone: "
+            + ("n/a, the cached reference has no halves" if floor is None else f"{floor:.4f}")
+            + f"), PSNR {m['image']['psnr_db']:.2f} dB "
             f"(reference {ref.spp} spp, halves FLIP {ref.noise_flip:.4f}; neural {out.spp} spp, "
             f"halves FLIP {out.noise_flip:.4f})")
     seconds = {"wall": time.perf_counter() - wall, "setup": setup, "reference": ref_seconds, "neural": neural_seconds}

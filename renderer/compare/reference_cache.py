@@ -2,7 +2,7 @@
 material renders only the neural side.
 
 An entry is one view's reference image with what it took (spp, seconds, the FLIP between its
-halves, why rendering stopped), in `<cache>/<key>.npz` (written atomically). The key is a sha256
+halves, why rendering stopped) and its two half images, in `<cache>/<key>.npz` (written atomically). The key is a sha256
 over everything the image depends on: the material's source hash (the material file and every file
 it references), the view's geometry, the resolution, the render settings, the noise target, and
 `renderer_fingerprint()`: REFERENCE_RENDERER_VERSION and the bytes of every source file the
@@ -62,19 +62,25 @@ class ReferenceCache:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.npz"
 
-    def load(self, key: str) -> tuple[np.ndarray, dict] | None:
-        """(image, record) of an entry, or None when there is none or it cannot be read (then it is
-        rendered again and replaced)."""
+    def load(self, key: str) -> tuple[np.ndarray, dict, tuple[np.ndarray, np.ndarray] | None] | None:
+        """(image, record, the two half images or None for an entry written without them), or None
+        when there is no entry or it cannot be read (then it is rendered again and replaced)."""
         try:
             with np.load(self.path(key), allow_pickle=False) as data:
-                return data["image"].astype(np.float32), json.loads(str(data["record"]))
+                halves = (data["half_a"].astype(np.float32), data["half_b"].astype(np.float32)) \
+                    if "half_a" in data.files and "half_b" in data.files else None
+                return data["image"].astype(np.float32), json.loads(str(data["record"])), halves
         except (OSError, ValueError, KeyError):
             return None
 
-    def store(self, key: str, image: np.ndarray, record: dict) -> Path:
+    def store(self, key: str, image: np.ndarray, record: dict,
+              halves: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+        """Writes an entry; with `halves`, the two half images too (for the comparison's noise floor)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
-        np.savez(buf, image=np.asarray(image, np.float32), record=np.array(json.dumps(record)))
+        extra = {} if halves is None else {"half_a": np.asarray(halves[0], np.float32),
+                                           "half_b": np.asarray(halves[1], np.float32)}
+        np.savez(buf, image=np.asarray(image, np.float32), record=np.array(json.dumps(record)), **extra)
         path = self.path(key)
         with atomic_output(path) as tmp:
             tmp.write_bytes(buf.getvalue())

@@ -213,11 +213,13 @@ FIDELITY_NOTES = (
     "flip: mean HDR-FLIP of the whole view (background included); "
     "flip_material_pixels: over the pixels showing the material; mean_flip: mean over the views; "
     "reference_noise_flip / neural_noise_flip: FLIP between two independent halves of that side's render "
-    "(max over the views; _mean: mean), the image being their mean; psnr_db: of the displayed images, "
+    "(max over the views; _mean: mean), the image being their mean; noise_floor_flip: the FLIP that the two "
+    "sides' noise alone gives, between (reference half A + neural half A) / 2 and the same of the B halves "
+    "(null when the cached reference has no halves); psnr_db: of the displayed images, "
     "null = infinite; latent_lod_p5_p50_p95: the neural render's latent level over the material's pixels "
     "(below 0: level 0 magnified); stopped: why a side's rendering stopped (target, spp cap, time cap, fixed spp)")
 
-FIDELITY_HEADER = ["view", "FLIP", "FLIP (material pixels)", "PSNR (dB)", "latent level (median)",
+FIDELITY_HEADER = ["view", "FLIP", "noise alone", "FLIP (material pixels)", "PSNR (dB)", "latent level (median)",
                    "reference spp", "reference halves FLIP", "reference stopped", "neural spp", "neural halves FLIP"]
 
 
@@ -227,10 +229,12 @@ def fidelity_rows(summary: dict) -> list[list]:
     for v in summary["views"]:
         ref, neural = v["reference"], v["neural"]
         lod = v["latent_lod_p5_p50_p95"]
-        rows.append([v["name"], v["flip"], v["flip_material_pixels"], v["psnr_db"], lod[1] if lod else None,
+        rows.append([v["name"], v["flip"], v.get("noise_floor_flip"), v["flip_material_pixels"], v["psnr_db"],
+                     lod[1] if lod else None,
                      ref["spp"], ref["noise_flip"], ref["stopped"] + (" (cached)" if ref["cached"] else ""),
                      neural["spp"], neural["noise_flip"]])
-    rows.append(["mean", summary["mean_flip"], None, summary["mean_psnr_db"], None, None,
+    rows.append(["mean", summary["mean_flip"], summary.get("noise_floor_flip_mean"), None, summary["mean_psnr_db"],
+                 None, None,
                  summary["reference_noise_flip_mean"], None, None, summary["neural_noise_flip_mean"]])
     return rows
 
@@ -287,8 +291,10 @@ def write_fidelity_report(out_dir: Path, fidelity) -> list[Path]:
                "time": ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds"].items())}
     body = ("<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
             + "</ul>" + f"<h2>Views</h2><p>Mean FLIP <b>{s['mean_flip']:.4f}</b>. Each side is the mean of two "
-            "independent halves; their FLIP is that side's noise, which the measured FLIP includes (the mean's "
-            "own noise is about half the halves' FLIP).</p>" + _table(FIDELITY_HEADER, fidelity_rows(s))
+            "independent halves; their FLIP is that side's noise, which the measured FLIP includes. 'Noise "
+            "alone' is the FLIP that both sides' noise gives by itself (the A halves' mean against the B "
+            "halves' mean): a FLIP near it says the views cannot tell the material's error from noise.</p>"
+            + _table(FIDELITY_HEADER, fidelity_rows(s))
             + "<ul>" + "".join(f"<li><b>{html.escape(v['name'])}</b>: {html.escape(v['shows'])}</li>"
                                for v in s["views"]) + "</ul>"
             + f"<h2>All views</h2><img src='{_png_data_uri(overview)}' alt='all views'>"
