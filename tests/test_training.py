@@ -386,3 +386,22 @@ def test_lobe_learns_from_the_energy_term_alone_in_its_phase(checker, alone):
     assert a
     same = all(torch.equal(a[k], b[k]) for k in a)
     assert same == alone
+
+
+@pytest.mark.parametrize("with_f0", [True, False])
+def test_lobe_energy_f0_keeps_normal_incidence_out_of_the_energy_term(checker, with_f0):
+    """lobe_energy_f0=False: the energy term's gradient reaches the lobe's f90 and alpha outputs but
+    not its f0 (outputs 1-3 of the lobe's layer, training/lobe.py), which keeps the log-L1 fit; with
+    True (the default) it reaches all six."""
+    cfg = TrainConfig(resolution=8, evaluator="2x32+lobe", use_encoder=False, finetune_iterations=1,
+                      batch_size=512, target_queries=1, lobe_energy_fraction=1.0, lobe_energy_f0=with_f0)
+    t = Trainer(cfg, checker)
+    t.model.lobe.linear.weight.data.normal_(0.0, 0.5)  # texels with lobes of their own: gradients on every row
+    batch = t.source.batch(0, 0.0).to(t.device)
+    _, energy, _, _ = t.losses(batch)
+    assert energy.item() > 0
+    t.model.zero_grad()
+    energy.backward()
+    grad = torch.cat([t.model.lobe.linear.weight.grad, t.model.lobe.linear.bias.grad[:, None]], 1).abs().sum(1)
+    assert grad[0] > 0 and grad[4] > 0 and grad[5] > 0
+    assert (grad[1:4] > 0).all() == with_f0 and ((grad[1:4] == 0).all() != with_f0)

@@ -65,7 +65,7 @@ STOP_GRACE_SECONDS = 120.0  # after the first Ctrl-C: finish the step, write the
 _MATCHING_FIELDS = ("evaluator", "directions", "resolution", "use_encoder", "use_frames", "batch_size", "target_queries",
                     "lr_start", "lr_end", "mollify_degrees", "mollify_fraction", "sampler_fraction", "level_rate",
                     "below_horizon", "peak_fraction", "lr_scale_latents", "lr_scale_frames",
-                    "lr_scale_first", "lr_restart", "lobe_energy", "lobe_energy_fraction", "lobe_energy_alone", "seed")
+                    "lr_scale_first", "lr_restart", "lobe_energy", "lobe_energy_fraction", "lobe_energy_alone", "lobe_energy_f0", "seed")
 
 
 @dataclass
