@@ -127,10 +127,12 @@ def compare_material(args: argparse.Namespace) -> int:
         print(f"recorded render_mean_flip {summary['mean_flip']:.4f} in {record_in_report(report_json, summary)}",
               file=sys.stderr)
     print("  ".join(FIDELITY_HEADER[:5] + ["ref. noise", "neural noise"]))
+    ref_noise, neural_noise = (FIDELITY_HEADER.index(c) for c in ("reference halves FLIP", "neural halves FLIP"))
     for row in fidelity_rows(summary):
         name, flip, floor, flip_material, psnr, *_ = row
         print(f"{name:<13} {flip:.4f}  {'-' if floor is None else f'{floor:.4f}':>6}  "
-              f"{'-' if flip_material is None else f'{flip_material:.4f}':>6}  {psnr:6.2f}  {row[7]:.4f}  {row[10]:.4f}")
+              f"{'-' if flip_material is None else f'{flip_material:.4f}':>6}  {psnr:6.2f}  "
+              f"{row[ref_noise]:.4f}  {row[neural_noise]:.4f}")
     print(f"wrote {len(written)} files to {out_dir}; open {out_dir / 'report.html'}")
     if args.max_flip is not None and summary["mean_flip"] > args.max_flip:
         print(f"mean FLIP {summary['mean_flip']:.4f} exceeds --max-flip {args.max_flip:g}", file=sys.stderr)
